@@ -1,0 +1,127 @@
+package chain
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+)
+
+// The message root is an RFC 6962 Merkle tree over the block's entries in
+// block order, with BLAKE3 in place of SHA-256:
+//
+//	empty tree:  BLAKE3("")
+//	leaf:        BLAKE3(0x00 || id || message_hash)
+//	inner node:  BLAKE3(0x01 || left || right)
+//
+// The distinct prefixes keep a leaf from ever being passed off as a node.
+// The tree's shape is RFC 6962's: the left subtree of n leaves holds the
+// largest power of two below n. Built level by level, that is the same as
+// pairing neighbours and carrying a lone last node up unchanged.
+const (
+	leafPrefix = 0x00
+	nodePrefix = 0x01
+)
+
+// EmptyRoot is the message root of a block without messages.
+var EmptyRoot = Sum(nil)
+
+// ErrBadProof is returned when an inclusion proof does not lead to the root.
+var ErrBadProof = errors.New("inclusion proof does not match message root")
+
+// LeafHash returns the Merkle leaf of an entry.
+func LeafHash(e Entry) Hash {
+	var buf [1 + 2*HashSize]byte
+	buf[0] = leafPrefix
+	copy(buf[1:], e.ID[:])
+	copy(buf[1+HashSize:], e.MessageHash[:])
+	return blake3.Sum256(buf[:])
+}
+
+func nodeHash(left, right Hash) Hash {
+	var buf [1 + 2*HashSize]byte
+	buf[0] = nodePrefix
+	copy(buf[1:], left[:])
+	copy(buf[1+HashSize:], right[:])
+	return blake3.Sum256(buf[:])
+}
+
+// MessageRoot returns the Merkle root over entries.
+func MessageRoot(entries []Entry) Hash {
+	if len(entries) == 0 {
+		return EmptyRoot
+	}
+	level := make([]Hash, len(entries))
+	for i := range entries {
+		level[i] = LeafHash(entries[i])
+	}
+	for len(level) > 1 {
+		level = reduceLevel(level)
+	}
+	return level[0]
+}
+
+// reduceLevel hashes neighbours pairwise in place and returns the next level
+// up; a lone last node is carried up unchanged.
+func reduceLevel(level []Hash) []Hash {
+	n := 0
+	for i := 0; i < len(level); i += 2 {
+		if i+1 < len(level) {
+			level[n] = nodeHash(level[i], level[i+1])
+		} else {
+			level[n] = level[i]
+		}
+		n++
+	}
+	return level[:n]
+}
+
+// InclusionProof returns the RFC 6962 audit path of the entry at index: the
+// sibling hashes from the leaf up to the root.
+func InclusionProof(entries []Entry, index int) ([]Hash, error) {
+	if index < 0 || index >= len(entries) {
+		return nil, fmt.Errorf("proof: index %d out of range for %d entries", index, len(entries))
+	}
+	level := make([]Hash, len(entries))
+	for i := range entries {
+		level[i] = LeafHash(entries[i])
+	}
+	var path []Hash
+	for i := index; len(level) > 1; i /= 2 {
+		if sib := i ^ 1; sib < len(level) {
+			path = append(path, level[sib])
+		}
+		level = reduceLevel(level)
+	}
+	return path, nil
+}
+
+// VerifyInclusion checks that entry sits at index of a tree of size entries
+// with the given root, by the RFC 9162 (section 2.1.3.2) algorithm.
+func VerifyInclusion(root Hash, size, index uint64, e Entry, proof []Hash) error {
+	if index >= size {
+		return fmt.Errorf("%w: index %d not below size %d", ErrBadProof, index, size)
+	}
+	fn, sn := index, size-1
+	r := LeafHash(e)
+	for _, p := range proof {
+		if sn == 0 {
+			return fmt.Errorf("%w: proof too long", ErrBadProof)
+		}
+		if fn&1 == 1 || fn == sn {
+			r = nodeHash(p, r)
+			for fn&1 == 0 && fn != 0 {
+				fn >>= 1
+				sn >>= 1
+			}
+		} else {
+			r = nodeHash(r, p)
+		}
+		fn >>= 1
+		sn >>= 1
+	}
+	if sn != 0 || r != root {
+		return ErrBadProof
+	}
+	return nil
+}

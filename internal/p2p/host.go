@@ -1,0 +1,458 @@
+// Package p2p is Kimura's only libp2p importer: the node's libp2p identity,
+// a host that dials nothing on its own, and the gossipsub topic on which the
+// leader publishes committed blocks.
+//
+// The rest of the project sees peer IDs as strings, keys as stdlib Ed25519
+// keys and blocks as opaque byte slices, so that libp2p can be upgraded or
+// replaced here alone.
+//
+// # Delivery
+//
+// Gossip is a fast path, not a guarantee: a block published while a peer is
+// not (yet) known to be subscribed is not sent to it, so callers must still
+// be able to fetch missed blocks by other means. Within that limit this
+// package avoids silent loss: queues are large, and every message gossipsub
+// drops for want of queue space is logged at warn level and counted (see
+// Host.Drops).
+package p2p
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+)
+
+// Topic is the gossipsub topic on which committed blocks are published.
+const Topic = "kimura/blocks/1.0.0"
+
+// DefaultMaxMessageSize is used when Config.MaxMessageSize is zero. Pubsub's
+// own default of 1 MiB would silently drop larger blocks.
+const DefaultMaxMessageSize = 64 << 20
+
+// envelopeOverhead is room kept in MaxMessageSize for what pubsub wraps
+// around a payload: topic, author, sequence number, signature and protobuf
+// framing, which together take a few hundred bytes.
+const envelopeOverhead = 1 << 10
+
+const (
+	// queueSize bounds each pubsub queue (per-peer outbound, validation,
+	// subscription) and the Blocks channel. Pubsub drops messages when one is
+	// full, so they are sized for bursts far beyond one block per interval.
+	queueSize = 1024
+	// protectTag is the connection manager tag for peers given to Connect.
+	protectTag = "kimura-connect"
+	// pollInterval is how often WaitForTopicPeers looks at the topic.
+	pollInterval = 10 * time.Millisecond
+)
+
+// Errors returned (wrapped) by Host methods; check them with errors.Is.
+var (
+	// ErrClosed is returned by methods of a Host that has been closed.
+	ErrClosed = errors.New("host closed")
+	// ErrMessageTooLarge is returned by Publish for a payload above
+	// Host.MaxPayload; gossipsub would drop it on the wire without a word.
+	ErrMessageTooLarge = errors.New("message too large")
+)
+
+// Config holds what New needs. The zero value is not valid: Key and
+// ListenAddr are required.
+type Config struct {
+	// Key is the node key; its public half is the peer ID that signs every
+	// published message.
+	Key ed25519.PrivateKey
+	// ListenAddr is a TCP multiaddr such as /ip4/127.0.0.1/tcp/0 (port 0
+	// picks a free port; Addrs reports the bound one).
+	ListenAddr string
+	// MaxMessageSize is gossipsub's limit on one wire message in bytes; zero
+	// means DefaultMaxMessageSize. Every node must use the same value, since
+	// receivers drop anything above their own limit.
+	MaxMessageSize int
+	// Logger receives this package's and pubsub's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) validate() error {
+	if len(c.Key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("p2p: config: key has %d bytes, want %d", len(c.Key), ed25519.PrivateKeySize)
+	}
+	if c.ListenAddr == "" {
+		return errors.New("p2p: config: no listen address")
+	}
+	if c.MaxMessageSize < 0 {
+		return fmt.Errorf("p2p: config: negative max message size %d", c.MaxMessageSize)
+	}
+	if c.MaxMessageSize != 0 && c.MaxMessageSize <= envelopeOverhead {
+		return fmt.Errorf("p2p: config: max message size %d leaves no room for a payload", c.MaxMessageSize)
+	}
+	return nil
+}
+
+// Received is one message taken from the topic.
+type Received struct {
+	// From is the peer ID of the message's author. Pubsub verifies the
+	// author's signature before delivery, so it may be relied on, e.g. to
+	// accept blocks only from the leader. It is not necessarily the peer the
+	// message came through.
+	From string
+	// Data is the payload exactly as published.
+	Data []byte
+}
+
+// Host is a running libp2p host joined to Topic. Its methods are safe for
+// concurrent use. Close it to release its listener, connections and
+// goroutines.
+type Host struct {
+	host    host.Host
+	ps      *pubsub.PubSub
+	topic   *pubsub.Topic
+	sub     *pubsub.Subscription
+	gater   *dialGater
+	tracer  *dropTracer
+	log     *slog.Logger
+	maxData int
+
+	blocks  chan Received
+	cancel  context.CancelFunc // stops pubsub and the forwarding goroutine
+	fwdDone chan struct{}      // closed when the forwarding goroutine is gone
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{}
+}
+
+// New starts a libp2p host listening on cfg.ListenAddr and gossipsub on it,
+// and subscribes to Topic. ctx bounds only the start; the host runs until
+// Close.
+//
+// The host speaks TCP with Noise and Yamux only, and does no discovery of
+// any kind: no mDNS, DHT, relay, NAT port mapping, AutoNAT probing, hole
+// punching, identify-based address discovery or gossipsub peer exchange.
+// A connection gater refuses every outgoing dial except to peers given to
+// Connect, so the node dials only addresses it was given.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("p2p: start: %w", err)
+	}
+	maxSize := cfg.MaxMessageSize
+	if maxSize == 0 {
+		maxSize = DefaultMaxMessageSize
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "p2p")
+
+	sk, err := libp2pKey(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	gater := newDialGater()
+	lh, err := libp2p.New(
+		libp2p.Identity(sk),
+		libp2p.ListenAddrStrings(cfg.ListenAddr),
+		// Naming transport, security and muxer replaces libp2p's defaults
+		// (QUIC, WebTransport, WebRTC, WebSocket, TLS) instead of extending them.
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.DisableIdentifyAddressDiscovery(),
+		// A fixed reachability replaces the AutoNAT client, which would
+		// otherwise probe reachability through connected peers.
+		libp2p.ForceReachabilityPublic(),
+		libp2p.Ping(false),
+		libp2p.ConnectionGater(gater),
+		// Not set, and so off: NATPortMap, EnableHolePunching,
+		// EnableAutoRelay*, EnableNATService, EnableAutoNATv2, Routing.
+	)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
+	}
+
+	tracer := &dropTracer{log: logger}
+	psCtx, cancel := context.WithCancel(context.Background())
+	h := &Host{
+		host:    lh,
+		gater:   gater,
+		tracer:  tracer,
+		log:     logger,
+		maxData: maxSize - envelopeOverhead,
+		blocks:  make(chan Received, queueSize),
+		cancel:  cancel,
+		fwdDone: make(chan struct{}),
+		closed:  make(chan struct{}),
+	}
+	fail := func(err error) (*Host, error) {
+		cancel()
+		_ = lh.Close()
+		return nil, err
+	}
+
+	h.ps, err = pubsub.NewGossipSub(psCtx, lh,
+		pubsub.WithMaxMessageSize(maxSize),
+		pubsub.WithPeerOutboundQueueSize(queueSize),
+		pubsub.WithValidateQueueSize(queueSize),
+		// Content-addressed IDs make a block republished (by the leader after
+		// a restart, or by anyone relaying it) a duplicate rather than a new
+		// message. StrictSign, pubsub's default, stays on.
+		pubsub.WithMessageIdFn(contentID),
+		// The leader sends its own blocks straight to every subscribed peer,
+		// without waiting for the mesh to form (pubsub's default, stated).
+		pubsub.WithFloodPublish(true),
+		// Peer exchange would hand us addresses to dial; we dial only our own.
+		pubsub.WithPeerExchange(false),
+		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(Topic)),
+		pubsub.WithRawTracer(tracer),
+		pubsub.WithLogger(logger.With("subsystem", "pubsub")),
+		// The RPC logger dumps whole RPCs, blocks included, at debug level.
+		pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)),
+	)
+	if err != nil {
+		return fail(fmt.Errorf("p2p: start gossipsub: %w", err))
+	}
+	h.topic, err = h.ps.Join(Topic)
+	if err != nil {
+		return fail(fmt.Errorf("p2p: join topic %s: %w", Topic, err))
+	}
+	h.sub, err = h.topic.Subscribe(pubsub.WithBufferSize(queueSize))
+	if err != nil {
+		return fail(fmt.Errorf("p2p: subscribe to topic %s: %w", Topic, err))
+	}
+	go h.forward(psCtx)
+	logger.Info("p2p host started", "peer_id", lh.ID().String(), "addrs", h.Addrs())
+	return h, nil
+}
+
+// contentID is the pubsub message ID: the SHA-256 of the payload.
+func contentID(m *pubsubpb.Message) string {
+	sum := sha256.Sum256(m.GetData())
+	return string(sum[:])
+}
+
+// forward is the single owner of the send side of h.blocks: it moves
+// messages from the subscription to h.blocks, skipping our own, and closes
+// h.blocks when the subscription or ctx ends. Blocking on a full h.blocks is
+// deliberate: it lets the subscription's buffer absorb the burst next, and
+// only past that does pubsub drop (and dropTracer report) messages.
+func (h *Host) forward(ctx context.Context) {
+	defer close(h.fwdDone)
+	defer close(h.blocks)
+	self := h.host.ID()
+	for {
+		msg, err := h.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		from := msg.GetFrom()
+		if from == self || msg.ReceivedFrom == self {
+			continue
+		}
+		select {
+		case h.blocks <- Received{From: from.String(), Data: msg.GetData()}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// PeerID is this node's peer ID, derived from Config.Key.
+func (h *Host) PeerID() string {
+	return h.host.ID().String()
+}
+
+// Addrs gives the addresses others can Connect to: each listen address with
+// its bound port and a /p2p/<peer ID> suffix.
+func (h *Host) Addrs() []string {
+	addrs, err := peer.AddrInfoToP2pAddrs(&peer.AddrInfo{ID: h.host.ID(), Addrs: h.host.Addrs()})
+	if err != nil {
+		// Only possible for an empty peer ID, which a running host cannot have.
+		h.log.Error("p2p addresses", "err", err)
+		return nil
+	}
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// MaxPayload is the largest payload Publish accepts: MaxMessageSize less room
+// for pubsub's envelope.
+func (h *Host) MaxPayload() int {
+	return h.maxData
+}
+
+// Connect dials addr, a multiaddr ending in /p2p/<peer ID>, unless that peer
+// is already connected, and waits for the libp2p handshake (identify) to
+// finish. The peer is then protected from the connection manager's trimming
+// and its address kept for good, so the connection is kept for the host's
+// life.
+//
+// Connect does not reconnect by itself: when a connection is lost, call
+// Connect again (it is cheap when connected, and it ignores libp2p's dial
+// backoff so a restarted peer is reached at once).
+//
+// Returning means the connection is up, not that gossip flows yet: the two
+// pubsubs still exchange subscriptions, typically within milliseconds on a
+// LAN. See WaitForTopicPeers.
+func (h *Host) Connect(ctx context.Context, addr string) error {
+	if h.isClosed() {
+		return fmt.Errorf("p2p: connect %s: %w", addr, ErrClosed)
+	}
+	ai, err := peer.AddrInfoFromString(addr)
+	if err != nil {
+		return fmt.Errorf("p2p: connect: parse address %q: %w", addr, err)
+	}
+	if ai.ID == h.host.ID() {
+		return fmt.Errorf("p2p: connect %s: that is this node", addr)
+	}
+	h.gater.allow(ai.ID)
+	h.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.PermanentAddrTTL)
+	h.host.ConnManager().Protect(ai.ID, protectTag)
+	if h.host.Network().Connectedness(ai.ID) == network.Connected {
+		return nil
+	}
+	// The connectedness check above keeps this from opening a second
+	// connection; forcing a direct dial only skips the dial backoff.
+	dctx := network.WithForceDirectDial(ctx, "kimura: dial requested")
+	if err := h.host.Connect(dctx, *ai); err != nil {
+		return fmt.Errorf("p2p: connect %s: %w", addr, err)
+	}
+	h.log.Debug("p2p connected", "peer", ai.ID.String())
+	return nil
+}
+
+// Connected reports whether there is a live connection to peerID.
+func (h *Host) Connected(peerID string) bool {
+	id, err := peer.Decode(peerID)
+	if err != nil {
+		return false
+	}
+	return h.host.Network().Connectedness(id) == network.Connected
+}
+
+// TopicPeers lists the peers this node knows to be subscribed to Topic: the
+// peers its Publish reaches directly.
+func (h *Host) TopicPeers() []string {
+	ids := h.topic.ListPeers()
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.String()
+	}
+	return out
+}
+
+// WaitForTopicPeers polls until at least n peers are known to be subscribed
+// to Topic, or ctx ends. A message published after it returns reaches those
+// peers (flood publishing sends it to every known subscriber). It says
+// nothing of the other direction: to be sure of receiving from a peer, that
+// peer must see us, which it learns in the same subscription exchange, in
+// practice within milliseconds of it.
+func (h *Host) WaitForTopicPeers(ctx context.Context, n int) error {
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	for {
+		have := len(h.topic.ListPeers())
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("p2p: wait for %d topic peers (have %d): %w", n, have, ctx.Err())
+		case <-h.closed:
+			return fmt.Errorf("p2p: wait for %d topic peers: %w", n, ErrClosed)
+		case <-t.C:
+		}
+	}
+}
+
+// Publish signs data with the node key and sends it on Topic to every peer
+// known to be subscribed. A nil error means the message was accepted for
+// sending, not that anyone received it. Publishing the same data again within
+// pubsub's seen-message window (two minutes) is a no-op, as its ID is the
+// hash of the data.
+func (h *Host) Publish(ctx context.Context, data []byte) error {
+	if len(data) > h.maxData {
+		return fmt.Errorf("p2p: publish %d bytes (max %d): %w", len(data), h.maxData, ErrMessageTooLarge)
+	}
+	if h.isClosed() {
+		return fmt.Errorf("p2p: publish: %w", ErrClosed)
+	}
+	if err := h.topic.Publish(ctx, data); err != nil {
+		if h.isClosed() {
+			err = errors.Join(ErrClosed, err)
+		}
+		return fmt.Errorf("p2p: publish: %w", err)
+	}
+	return nil
+}
+
+// Blocks returns the messages received on Topic from other nodes, in arrival
+// order; messages this node published are not included. The channel is
+// closed when the host is closed. Read it promptly: it holds a few thousand
+// messages in all (with pubsub's own buffer), and messages beyond that are
+// dropped, with a warning, not queued.
+func (h *Host) Blocks() <-chan Received {
+	return h.blocks
+}
+
+// Drops counts the messages gossipsub has dropped for want of queue space
+// (or for exceeding the size limit) since the host started. Each drop is also
+// logged at warn level.
+func (h *Host) Drops() uint64 {
+	return h.tracer.drops.Load()
+}
+
+func (h *Host) isClosed() bool {
+	select {
+	case <-h.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close leaves the topic, stops gossipsub and the host, and waits for the
+// goroutine feeding Blocks to exit, which then closes the channel. It is
+// idempotent: later calls return the first call's result.
+func (h *Host) Close() error {
+	h.closeOnce.Do(func() {
+		close(h.closed)
+		// Leaving first tells peers we unsubscribed, so they stop sending.
+		h.sub.Cancel()
+		var errs []error
+		if err := h.topic.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("p2p: close topic: %w", err))
+		}
+		h.cancel()
+		if err := h.host.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("p2p: close host: %w", err))
+		}
+		// Bounded: the forwarding goroutine selects on the cancelled context.
+		<-h.fwdDone
+		h.closeErr = errors.Join(errs...)
+		h.log.Info("p2p host closed")
+	})
+	return h.closeErr
+}

@@ -1,0 +1,311 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// Tip is the last block of the stored chain.
+type Tip struct {
+	Height uint64
+	Hash   chain.Hash
+	Header chain.Header
+}
+
+// Store is a node's chain database. Its methods are safe for concurrent use;
+// commits are serialised so that the chain only ever grows by whole blocks.
+type Store struct {
+	db   *pebble.DB
+	lock *os.File
+	log  *slog.Logger
+
+	commitMu sync.Mutex          // serialises Commit; guards nothing else
+	tip      atomic.Pointer[Tip] // the committed tip; replaced after each commit
+
+	// failBeforeApply, when set (by tests), is called with the assembled batch
+	// just before it is applied; an error aborts the commit there.
+	failBeforeApply func() error
+}
+
+// Open opens (creating if needed) the chain database in dir, after taking an
+// exclusive lock on dir/LOCK.kimura so that two nodes never share it. A new
+// database is initialised with the genesis block. Open does not verify the
+// chain: call VerifyChain before serving it.
+func Open(dir string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	if err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
+	}
+	s := &Store{db: db, lock: lock, log: log}
+	if err := s.init(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK.kimura"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("store: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("store: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// init writes genesis into an empty database and loads the tip. A database
+// with metadata but a damaged tip is left for VerifyChain to report.
+func (s *Store) init() error {
+	_, err := s.get(keyLastHeight)
+	if errors.Is(err, ErrNotFound) {
+		empty, err := s.isEmpty()
+		if err != nil {
+			return err
+		}
+		if !empty {
+			// Data but no metadata: leave it for VerifyChain to report.
+			s.tip.Store(&Tip{})
+			return nil
+		}
+		g := chain.Genesis()
+		b := s.db.NewBatch()
+		defer b.Close()
+		_ = b.Set(blockKey(0), g.Encode(), nil)
+		_ = b.Set(keyGenesisHash, chain.GenesisHash[:], nil)
+		putTip(b, 0, chain.GenesisHash)
+		if err := s.db.Apply(b, pebble.Sync); err != nil {
+			return fmt.Errorf("store: write genesis: %w", err)
+		}
+		s.tip.Store(&Tip{Height: 0, Hash: chain.GenesisHash, Header: g.Header})
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return s.loadTip()
+}
+
+func (s *Store) isEmpty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, fmt.Errorf("store: %w", err)
+	}
+	defer it.Close()
+	return !it.First(), nil
+}
+
+// loadTip reads the tip from meta and its block; on any damage it stores a
+// zero tip and leaves the finding to VerifyChain.
+func (s *Store) loadTip() error {
+	h, hash, err := s.metaTip()
+	if err == nil {
+		var b *chain.Block
+		if b, err = s.Block(h); err == nil {
+			s.tip.Store(&Tip{Height: h, Hash: hash, Header: b.Header})
+			return nil
+		}
+	}
+	s.tip.Store(&Tip{})
+	return nil
+}
+
+func (s *Store) metaTip() (uint64, chain.Hash, error) {
+	hb, err := s.get(keyLastHeight)
+	if err != nil {
+		return 0, chain.Hash{}, err
+	}
+	hh, err := s.get(keyLastHash)
+	if err != nil {
+		return 0, chain.Hash{}, err
+	}
+	if len(hb) != 8 || len(hh) != chain.HashSize {
+		return 0, chain.Hash{}, fmt.Errorf("store: malformed meta:last_height or meta:last_hash")
+	}
+	return binary.BigEndian.Uint64(hb), chain.Hash(hh), nil
+}
+
+func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
+	_ = b.Set(keyLastHeight, binary.BigEndian.AppendUint64(nil, height), nil)
+	_ = b.Set(keyLastHash, hash[:], nil)
+}
+
+// Close flushes nothing extra (every acknowledged write is already synced),
+// closes the database and releases the directory lock.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if lerr := s.lock.Close(); err == nil && lerr != nil {
+		err = lerr
+	}
+	if err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Tip returns the committed tip. It changes only after a commit is durable.
+func (s *Store) Tip() Tip { return *s.tip.Load() }
+
+// get returns a copy of the value at key, or ErrNotFound.
+func (s *Store) get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	out := append([]byte(nil), v...)
+	_ = closer.Close()
+	return out, nil
+}
+
+// Producer returns the key the chain's blocks are signed by, and whether one
+// has been pinned.
+func (s *Store) Producer() (chain.PublicKey, bool, error) {
+	v, err := s.get(keyProducer)
+	if errors.Is(err, ErrNotFound) {
+		return chain.PublicKey{}, false, nil
+	}
+	if err != nil {
+		return chain.PublicKey{}, false, err
+	}
+	if len(v) != chain.PublicKeySize {
+		return chain.PublicKey{}, false, fmt.Errorf("store: meta:producer has %d bytes", len(v))
+	}
+	return chain.PublicKey(v), true, nil
+}
+
+// SetProducer pins the chain's producer key (synced). Pinning a different
+// key over an existing one is refused: a chain has one producer.
+func (s *Store) SetProducer(pk chain.PublicKey) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	old, ok, err := s.Producer()
+	if err != nil {
+		return err
+	}
+	if ok {
+		if old != pk {
+			return fmt.Errorf("store: producer already pinned to %x, refusing %x", old[:], pk[:])
+		}
+		return nil
+	}
+	if err := s.db.Set(keyProducer, pk[:], pebble.Sync); err != nil {
+		return fmt.Errorf("store: pin producer: %w", err)
+	}
+	return nil
+}
+
+// BlockRecord returns the stored record of the block at height.
+func (s *Store) BlockRecord(height uint64) ([]byte, error) {
+	if height > s.Tip().Height {
+		return nil, ErrNotFound
+	}
+	return s.get(blockKey(height))
+}
+
+// Block returns the block at height, or ErrNotFound above the tip.
+func (s *Store) Block(height uint64) (*chain.Block, error) {
+	rec, err := s.get(blockKey(height))
+	if err != nil {
+		return nil, err
+	}
+	b, err := chain.DecodeBlock(rec)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", corrupt(height, "undecodable block record: %v", err))
+	}
+	return b, nil
+}
+
+// Confirmed is a message with its place in the chain.
+type Confirmed struct {
+	Message chain.Message
+	Height  uint64
+	Index   uint32
+}
+
+func encodeConfirmed(c *Confirmed) []byte {
+	buf := make([]byte, 0, 12+c.Message.EncodedSize())
+	buf = binary.BigEndian.AppendUint64(buf, c.Height)
+	buf = binary.BigEndian.AppendUint32(buf, c.Index)
+	return c.Message.AppendEncoding(buf)
+}
+
+// Message returns a confirmed message, or ErrNotFound.
+func (s *Store) Message(id chain.Hash) (Confirmed, error) {
+	v, err := s.get(msgKey(id))
+	if err != nil {
+		return Confirmed{}, err
+	}
+	if len(v) < 12 {
+		return Confirmed{}, fmt.Errorf("store: message %s: record of %d bytes", id, len(v))
+	}
+	m, err := chain.DecodeMessage(v[12:])
+	if err != nil {
+		return Confirmed{}, fmt.Errorf("store: message %s: %w", id, err)
+	}
+	return Confirmed{Message: m, Height: binary.BigEndian.Uint64(v), Index: binary.BigEndian.Uint32(v[8:])}, nil
+}
+
+// HasMessage reports whether a confirmed message with id is stored.
+func (s *Store) HasMessage(id chain.Hash) (bool, error) {
+	_, closer, err := s.db.Get(msgKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: get message %s: %w", id, err)
+	}
+	_ = closer.Close()
+	return true, nil
+}
+
+// PutMessage keeps a confirmed message that the caller has verified against
+// its block (a peer's on-demand cache). It is not synced: a message lost in a
+// crash is fetched again.
+func (s *Store) PutMessage(c Confirmed) error {
+	if err := s.db.Set(msgKey(c.Message.ID()), encodeConfirmed(&c), pebble.NoSync); err != nil {
+		return fmt.Errorf("store: put message: %w", err)
+	}
+	return nil
+}
+
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
+}
