@@ -41,3 +41,16 @@ func decodeHexFixed(dst []byte, s string) error {
 	}
 	return nil
 }
+
+// MarshalText encodes h as lowercase hex, for JSON.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText parses 64 hex characters.
+func (h *Hash) UnmarshalText(text []byte) error {
+	v, err := ParseHash(string(text))
+	if err != nil {
+		return err
+	}
+	*h = v
+	return nil
+}

@@ -76,24 +76,55 @@ func reduceLevel(level []Hash) []Hash {
 	return level[:n]
 }
 
-// InclusionProof returns the RFC 6962 audit path of the entry at index: the
-// sibling hashes from the leaf up to the root.
-func InclusionProof(entries []Entry, index int) ([]Hash, error) {
-	if index < 0 || index >= len(entries) {
-		return nil, fmt.Errorf("proof: index %d out of range for %d entries", index, len(entries))
-	}
-	level := make([]Hash, len(entries))
+// Tree holds every level of a message tree, so that the proofs of all of a
+// block's messages cost one tree build rather than one each.
+type Tree struct {
+	levels [][]Hash // levels[0] are the leaves; the last level is the root
+}
+
+// NewTree builds the Merkle tree over entries.
+func NewTree(entries []Entry) *Tree {
+	leaves := make([]Hash, len(entries))
 	for i := range entries {
-		level[i] = LeafHash(entries[i])
+		leaves[i] = LeafHash(entries[i])
 	}
-	var path []Hash
-	for i := index; len(level) > 1; i /= 2 {
+	t := &Tree{levels: [][]Hash{leaves}}
+	for level := leaves; len(level) > 1; {
+		level = reduceLevel(append([]Hash(nil), level...))
+		t.levels = append(t.levels, level)
+	}
+	return t
+}
+
+// Root returns the tree's root, EmptyRoot for no entries.
+func (t *Tree) Root() Hash {
+	top := t.levels[len(t.levels)-1]
+	if len(top) == 0 {
+		return EmptyRoot
+	}
+	return top[0]
+}
+
+// Proof returns the RFC 6962 audit path of the entry at index: the sibling
+// hashes from the leaf up to the root.
+func (t *Tree) Proof(index int) ([]Hash, error) {
+	if index < 0 || index >= len(t.levels[0]) {
+		return nil, fmt.Errorf("proof: index %d out of range for %d entries", index, len(t.levels[0]))
+	}
+	path := []Hash{}
+	i := index
+	for _, level := range t.levels[:len(t.levels)-1] {
 		if sib := i ^ 1; sib < len(level) {
 			path = append(path, level[sib])
 		}
-		level = reduceLevel(level)
+		i /= 2
 	}
 	return path, nil
+}
+
+// InclusionProof returns the audit path of the entry at index.
+func InclusionProof(entries []Entry, index int) ([]Hash, error) {
+	return NewTree(entries).Proof(index)
 }
 
 // VerifyInclusion checks that entry sits at index of a tree of size entries

@@ -36,6 +36,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	mafmt "github.com/multiformats/go-multiaddr-fmt"
 )
 
 // Topic is the gossipsub topic on which committed blocks are published.
@@ -87,12 +89,24 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// tcpListenAddr matches the only listen addresses the host can serve.
+var tcpListenAddr = mafmt.And(mafmt.IP, mafmt.Base(ma.P_TCP))
+
 func (c *Config) validate() error {
 	if len(c.Key) != ed25519.PrivateKeySize {
 		return fmt.Errorf("p2p: config: key has %d bytes, want %d", len(c.Key), ed25519.PrivateKeySize)
 	}
 	if c.ListenAddr == "" {
 		return errors.New("p2p: config: no listen address")
+	}
+	// Checked here rather than left to libp2p, which leaks goroutines when it
+	// fails to start for want of a transport.
+	addr, err := ma.NewMultiaddr(c.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("p2p: config: listen address %q: %w", c.ListenAddr, err)
+	}
+	if !tcpListenAddr.Matches(addr) {
+		return fmt.Errorf("p2p: config: listen address %q is not /ip4|ip6/<host>/tcp/<port>", c.ListenAddr)
 	}
 	if c.MaxMessageSize < 0 {
 		return fmt.Errorf("p2p: config: negative max message size %d", c.MaxMessageSize)
@@ -213,6 +227,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithMaxMessageSize(maxSize),
 		pubsub.WithPeerOutboundQueueSize(queueSize),
 		pubsub.WithValidateQueueSize(queueSize),
+		// One signature-checking worker keeps messages from one connection
+		// in the order they were sent; several would let a small block
+		// overtake a big one. One core verifies far faster than blocks come.
+		pubsub.WithValidateWorkers(1),
 		// Content-addressed IDs make a block republished (by the leader after
 		// a restart, or by anyone relaying it) a duplicate rather than a new
 		// message. StrictSign, pubsub's default, stays on.
@@ -224,7 +242,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithPeerExchange(false),
 		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(Topic)),
 		pubsub.WithRawTracer(tracer),
-		pubsub.WithLogger(logger.With("subsystem", "pubsub")),
+		pubsub.WithLogger(slog.New(demoteHandler{logger.Handler()}).With("subsystem", "pubsub")),
 		// The RPC logger dumps whole RPCs, blocks included, at debug level.
 		pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)),
 	)
@@ -418,8 +436,8 @@ func (h *Host) Blocks() <-chan Received {
 }
 
 // Drops counts the messages gossipsub has dropped for want of queue space
-// (or for exceeding the size limit) since the host started. Each drop is also
-// logged at warn level.
+// (or for exceeding the size limit) since the host started. Drops are also
+// logged at warn level, at most once a second, with this running total.
 func (h *Host) Drops() uint64 {
 	return h.tracer.drops.Load()
 }

@@ -11,18 +11,29 @@ import (
 )
 
 // dropTracer turns the messages gossipsub drops, which it logs only at debug
-// level, into warnings and a counter. Pubsub calls it from its event loop, so
+// level, into a counter and warnings. Pubsub calls it from its event loop, so
 // every method must return at once.
 type dropTracer struct {
-	log   *slog.Logger
-	drops atomic.Uint64
+	log     *slog.Logger
+	drops   atomic.Uint64
+	lastLog atomic.Int64 // unix nanoseconds of the last warning
 }
 
 var _ pubsub.RawTracer = (*dropTracer)(nil)
 
+// dropLogInterval spaces the warnings: a reader that falls behind drops
+// messages by the thousand, and one line per second (with the running
+// total) says as much as a thousand lines.
+const dropLogInterval = time.Second
+
 func (t *dropTracer) drop(msg string, args ...any) {
-	t.drops.Add(1)
-	t.log.Warn(msg, args...)
+	total := t.drops.Add(1)
+	now := time.Now().UnixNano()
+	last := t.lastLog.Load()
+	if now-last < int64(dropLogInterval) || !t.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	t.log.Warn(msg, append(args, "dropped_total", total)...)
 }
 
 // RejectMessage reports inbound messages refused before validation; only
@@ -31,7 +42,7 @@ func (t *dropTracer) drop(msg string, args ...any) {
 func (t *dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
 	switch reason {
 	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
-		t.drop("p2p: gossip message dropped on receipt", "reason", reason,
+		t.drop("gossip message dropped on receipt", "reason", reason,
 			"from", msg.ReceivedFrom.String(), "bytes", len(msg.GetData()))
 	}
 }
@@ -40,7 +51,7 @@ func (t *dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
 // messages count: control-only RPCs are retried by gossipsub.
 func (t *dropTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 	if n := len(rpc.GetPublish()); n > 0 {
-		t.drop("p2p: gossip messages not sent to peer (outbound queue full or message too large)",
+		t.drop("gossip messages not sent to peer (outbound queue full or message too large)",
 			"peer", p.String(), "messages", n)
 	}
 }
@@ -48,7 +59,7 @@ func (t *dropTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 // UndeliverableMessage reports messages dropped because our subscription's
 // buffer was full, i.e. the reader of Host.Blocks fell far behind.
 func (t *dropTracer) UndeliverableMessage(msg *pubsub.Message) {
-	t.drop("p2p: gossip message dropped: Blocks reader too slow",
+	t.drop("gossip message dropped: Blocks reader too slow",
 		"from", msg.GetFrom().String(), "bytes", len(msg.GetData()))
 }
 

@@ -38,28 +38,49 @@ type Store struct {
 	failBeforeApply func() error
 }
 
+// ErrNoDatabase is returned by OpenExisting when dir holds no database.
+var ErrNoDatabase = errors.New("store: no chain database")
+
 // Open opens (creating if needed) the chain database in dir, after taking an
 // exclusive lock on dir/LOCK.kimura so that two nodes never share it. A new
 // database is initialised with the genesis block. Open does not verify the
 // chain: call VerifyChain before serving it.
 func Open(dir string, log *slog.Logger) (*Store, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", dir, err)
+	}
+	return open(dir, log, false)
+}
+
+// OpenExisting opens the database in dir read-only, for an offline check:
+// it creates nothing and fails with ErrNoDatabase when there is none.
+func OpenExisting(dir string, log *slog.Logger) (*Store, error) {
+	if _, err := os.Stat(filepath.Join(dir, "LOCK.kimura")); err != nil {
+		return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
+	}
+	return open(dir, log, true)
+}
+
+func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly})
 	if err != nil {
 		_ = lock.Close()
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
 	s := &Store{db: db, lock: lock, log: log}
-	if err := s.init(); err != nil {
+	if readOnly {
+		err = s.loadTip()
+	} else {
+		err = s.init()
+	}
+	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}

@@ -1,0 +1,175 @@
+// Command kimura-node runs a Kimura node (leader or peer) and holds the
+// tools that talk to one: keygen, submit, query and verify.
+//
+// Exit codes (SPEC "Command line"): 0 after a graceful shutdown; 2 for a bad
+// command line; 3 when the integrity check fails; 1 for any other fatal error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/node"
+	"github.com/kimura-ledger/kimura/internal/store"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFatal   = 1
+	exitUsage   = 2
+	exitCorrupt = 3
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a tool or runs a node, and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "keygen":
+			return keygen(args[1:], stdout, stderr)
+		case "submit":
+			return submit(args[1:], stdout, stderr)
+		case "query":
+			return query(args[1:], stdout, stderr)
+		case "verify":
+			return verify(args[1:], stdout, stderr)
+		}
+	}
+	return runNode(args, stderr)
+}
+
+// usageError is a bad command line: exit 2 with one line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// parse parses args with fs, refusing positional leftovers.
+func parse(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// exitCode prints err as one line prefixed with prog and maps it to a code.
+func exitCode(stderr io.Writer, prog string, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	var ce *store.CorruptionError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stderr, "%s: see README.md for usage\n", prog)
+		return exitUsage
+	case errors.As(err, &ue), errors.Is(err, node.ErrConfig):
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return exitUsage
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "%s: integrity check failed: %v\n", prog, ce)
+		return exitCorrupt
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+	return exitFatal
+}
+
+func runNode(args []string, stderr io.Writer) int {
+	cfg, logLevel, logFormat, err := nodeFlags(args)
+	if err != nil {
+		return exitCode(stderr, "kimura-node", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return exitCode(stderr, "kimura-node", usagef("--log-level %q: want debug, info, warn or error", logLevel))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch logFormat {
+	case "text":
+		cfg.Log = slog.New(slog.NewTextHandler(stderr, opts))
+	case "json":
+		cfg.Log = slog.New(slog.NewJSONHandler(stderr, opts))
+	default:
+		return exitCode(stderr, "kimura-node", usagef("--log-format %q: want text or json", logFormat))
+	}
+	if err := cfg.Validate(); err != nil {
+		return exitCode(stderr, "kimura-node", err)
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	return exitCode(stderr, "kimura-node", node.Run(ctx, cfg))
+}
+
+func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err error) {
+	fs := flag.NewFlagSet("kimura-node", flag.ContinueOnError)
+	fs.BoolVar(&cfg.Leader, "leader", false, "run as the leader")
+	fs.StringVar(&cfg.DBPath, "db-path", "./kimura-data", "data directory")
+	fs.StringVar(&cfg.RPCAddr, "rpc-addr", "127.0.0.1:8545", "HTTP API address")
+	rpcPort := fs.Int("rpc-port", 0, "shorthand for --rpc-addr 127.0.0.1:N")
+	fs.StringVar(&cfg.ListenAddr, "listen-addr", "/ip4/127.0.0.1/tcp/0", "libp2p listen multiaddr")
+	fs.StringVar(&cfg.LeaderRPC, "leader-rpc", "", "peers: the leader's HTTP API URL")
+	fs.StringVar(&cfg.LeaderAddr, "leader-addr", "", "peers: the leader's libp2p multiaddr with /p2p/ID")
+	fs.DurationVar(&cfg.BlockInterval, "block-interval", node.DefaultBlockInterval, "leader: time between blocks")
+	testMode := fs.Bool("test-mode", false, "block interval 100ms")
+	fs.IntVar(&cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block")
+	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content in bytes")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	if err = parse(fs, args); err != nil {
+		return cfg, "", "", err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["rpc-port"] {
+		if set["rpc-addr"] {
+			return cfg, "", "", usagef("give --rpc-addr or --rpc-port, not both")
+		}
+		if *rpcPort < 1 || *rpcPort > 65535 {
+			return cfg, "", "", usagef("--rpc-port %d is not a port number", *rpcPort)
+		}
+		cfg.RPCAddr = "127.0.0.1:" + strconv.Itoa(*rpcPort)
+	}
+	// --test-mode sets the interval unless --block-interval says otherwise.
+	if *testMode && !set["block-interval"] {
+		cfg.BlockInterval = node.TestModeBlockInterval
+	}
+	if cfg.BlockInterval <= 0 {
+		return cfg, "", "", usagef("--block-interval must be positive")
+	}
+	return cfg, strings.ToLower(logLevel), logFormat, nil
+}
+
+// toolContext is the context of a tool's requests: bounded, and cancelled
+// by SIGINT or SIGTERM.
+func toolContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signalContext()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	return ctx, func() { cancel(); stop() }
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}

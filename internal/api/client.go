@@ -1,0 +1,187 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// HTTPError is a non-2xx answer from a node.
+type HTTPError struct {
+	Code   int
+	Reason string      // the body's "error"
+	ID     *chain.Hash // the body's "id", on 409
+}
+
+func (e *HTTPError) Error() string { return fmt.Sprintf("api: HTTP %d: %s", e.Code, e.Reason) }
+
+// Client talks to a node's HTTP API. It is safe for concurrent use.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client for the node at base, e.g. http://127.0.0.1:8545.
+func NewClient(base string) *Client {
+	return &Client{
+		base: strings.TrimRight(base, "/"),
+		http: &http.Client{
+			Timeout: 30 * time.Second,
+			Transport: &http.Transport{
+				Proxy:               nil, // a node is always dialled directly
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+			},
+		},
+	}
+}
+
+// Base returns the node's URL.
+func (c *Client) Base() string { return c.base }
+
+// do sends a request and decodes a 2xx JSON answer into out (unless nil).
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("api: encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("api: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("api: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("api: %s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb errorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(data))
+		}
+		return &HTTPError{Code: resp.StatusCode, Reason: eb.Error, ID: eb.ID}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("api: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health calls GET /health.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var h Health
+	return h, c.do(ctx, http.MethodGet, "/health", nil, &h)
+}
+
+// Height calls GET /height.
+func (c *Client) Height(ctx context.Context) (Height, error) {
+	var h Height
+	return h, c.do(ctx, http.MethodGet, "/height", nil, &h)
+}
+
+// Latest calls GET /latest.
+func (c *Client) Latest(ctx context.Context) (Block, error) {
+	var b Block
+	return b, c.do(ctx, http.MethodGet, "/latest", nil, &b)
+}
+
+// Block calls GET /block/{height}, with the messages if asked.
+func (c *Client) Block(ctx context.Context, height uint64, messages bool) (Block, error) {
+	var b Block
+	path := fmt.Sprintf("/block/%d", height)
+	if messages {
+		path += "?messages=true"
+	}
+	return b, c.do(ctx, http.MethodGet, path, nil, &b)
+}
+
+// Message calls GET /message/{id}.
+func (c *Client) Message(ctx context.Context, id chain.Hash) (Message, error) {
+	var m Message
+	return m, c.do(ctx, http.MethodGet, "/message/"+id.String(), nil, &m)
+}
+
+// Submit calls POST /message with a signed message.
+func (c *Client) Submit(ctx context.Context, m *chain.Message) (Accepted, error) {
+	var a Accepted
+	return a, c.do(ctx, http.MethodPost, "/message", NewSubmission(m), &a)
+}
+
+// SubmitBatch calls POST /messages.
+func (c *Client) SubmitBatch(ctx context.Context, msgs []chain.Message) ([]Result, error) {
+	req := struct {
+		Messages []Submission `json:"messages"`
+	}{Messages: make([]Submission, len(msgs))}
+	for i := range msgs {
+		req.Messages[i] = NewSubmission(&msgs[i])
+	}
+	var out struct {
+		Results []Result `json:"results"`
+	}
+	return out.Results, c.do(ctx, http.MethodPost, "/messages", req, &out)
+}
+
+// BlockRecords fetches up to limit consecutive blocks from height from, in
+// the binary record form (see BlockRecordsType), decoded but not verified.
+func (c *Client) BlockRecords(ctx context.Context, from uint64, limit int) ([]*chain.Block, error) {
+	path := fmt.Sprintf("/blocks?from=%d&limit=%d", from, limit)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	req.Header.Set("Accept", BlockRecordsType)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("api: GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("api: GET %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &HTTPError{Code: resp.StatusCode, Reason: strings.TrimSpace(string(data))}
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != BlockRecordsType {
+		return nil, fmt.Errorf("api: GET %s: answered %q, not block records", path, ct)
+	}
+	var out []*chain.Block
+	for len(data) > 0 {
+		if len(data) < 4 {
+			return nil, fmt.Errorf("api: block records: truncated length")
+		}
+		n := binary.BigEndian.Uint32(data)
+		if uint64(len(data)-4) < uint64(n) {
+			return nil, fmt.Errorf("api: block records: truncated record")
+		}
+		b, err := chain.DecodeBlock(data[4 : 4+n])
+		if err != nil {
+			return nil, fmt.Errorf("api: block records: %w", err)
+		}
+		out = append(out, b)
+		data = data[4+n:]
+	}
+	return out, nil
+}

@@ -1,0 +1,419 @@
+// Package api is Kimura's HTTP interface: the handlers of every route of the
+// SPEC's HTTP API, over the small interfaces below, and the Client that
+// peers and the command-line tools use to talk to a node.
+package api
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/mempool"
+	"github.com/kimura-ledger/kimura/internal/store"
+)
+
+// Chain is what the read routes need of a node. Errors wrapping
+// store.ErrNotFound become 404; a *StatusError becomes its code.
+type Chain interface {
+	Health() Health
+	Tip() store.Tip
+	Block(height uint64) (*chain.Block, error)
+	BlockRecords(from uint64, limit int) ([][]byte, error)
+	// Message returns a pending or confirmed message; a peer may fetch it.
+	Message(ctx context.Context, id chain.Hash) (Message, error)
+	// BlockMessages returns b's messages in block order, confirmed.
+	BlockMessages(ctx context.Context, b *chain.Block) ([]Message, error)
+}
+
+// Submitter takes messages into the pending queue; only the leader has one.
+// Submit returns once the accepted messages are durable; errs[i] is nil for
+// an accepted msgs[i] and wraps a mempool error otherwise.
+type Submitter interface {
+	Submit(msgs []chain.Message) (accepted []chain.Message, errs []error)
+}
+
+// StatusError is an error with the HTTP status it should be answered with.
+type StatusError struct {
+	Code int
+	Err  error
+}
+
+func (e *StatusError) Error() string { return e.Err.Error() }
+func (e *StatusError) Unwrap() error { return e.Err }
+
+// Limits of the API.
+const (
+	// MaxBatch is the most messages POST /messages takes.
+	MaxBatch = 1000
+	// MaxBlocksJSON and MaxBlocksBinary cap GET /blocks' limit.
+	MaxBlocksJSON   = 1000
+	MaxBlocksBinary = 10000
+	// BlockRecordsType is the media type a client may Accept from GET /blocks
+	// to receive raw block records: each a 4-byte big-endian length and the
+	// record (chain.Block encoding). Peers catch up with it, since a record,
+	// unlike the JSON form, carries the message hashes that let them check
+	// the message root.
+	BlockRecordsType = "application/x-kimura-block-records"
+)
+
+// Config is what a Server serves.
+type Config struct {
+	Chain Chain
+	// Submitter takes submissions on the leader. On a peer it is nil and
+	// LeaderURL is set: submissions are forwarded there as they are.
+	Submitter  Submitter
+	LeaderURL  string
+	MaxContent int // content limit in bytes, for the request body limit
+	Log        *slog.Logger
+}
+
+// Server routes HTTP requests to a node.
+type Server struct {
+	cfg     Config
+	mux     *http.ServeMux
+	forward *http.Client
+}
+
+// NewServer returns the handler for every route of the API.
+func NewServer(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{}}
+	routes := []struct {
+		path string
+		verb string
+		h    http.HandlerFunc
+	}{
+		{"/health", "GET", s.health},
+		{"/height", "GET", s.height},
+		{"/latest", "GET", s.latest},
+		{"/block/{height}", "GET", s.block},
+		{"/blocks", "GET", s.blocks},
+		{"/message/{id}", "GET", s.message},
+		{"/message", "POST", s.submitOne},
+		{"/messages", "POST", s.submitBatch},
+	}
+	for _, r := range routes {
+		s.mux.HandleFunc(r.verb+" "+r.path, r.h)
+		allow := r.verb
+		if allow == "GET" {
+			allow = "GET, HEAD"
+		}
+		s.mux.HandleFunc(r.path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path)
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+type errorBody struct {
+	Error string      `json:"error"`
+	ID    *chain.Hash `json:"id,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, reason string) {
+	writeJSON(w, code, errorBody{Error: reason})
+}
+
+// fail answers err with the status it maps to.
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	code := statusOf(err)
+	if code >= 500 {
+		s.cfg.Log.Error("request failed", "err", err)
+	}
+	writeError(w, code, err.Error())
+}
+
+// statusOf maps the errors of the node's packages to HTTP statuses.
+func statusOf(err error) int {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		return se.Code
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, mempool.ErrDuplicate):
+		return http.StatusConflict
+	case errors.Is(err, mempool.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, mempool.ErrInvalid):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Chain.Health())
+}
+
+func (s *Server) height(w http.ResponseWriter, _ *http.Request) {
+	t := s.cfg.Chain.Tip()
+	writeJSON(w, http.StatusOK, Height{Height: t.Height, Hash: t.Hash})
+}
+
+func (s *Server) latest(w http.ResponseWriter, r *http.Request) {
+	s.serveBlock(w, r, s.cfg.Chain.Tip().Height)
+}
+
+func (s *Server) block(w http.ResponseWriter, r *http.Request) {
+	h, err := strconv.ParseUint(r.PathValue("height"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "height must be a non-negative integer")
+		return
+	}
+	s.serveBlock(w, r, h)
+}
+
+func (s *Server) serveBlock(w http.ResponseWriter, r *http.Request, h uint64) {
+	b, err := s.cfg.Chain.Block(h)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("no block at height %d: %w", h, err)
+		}
+		s.fail(w, err)
+		return
+	}
+	out := NewBlock(b)
+	switch r.URL.Query().Get("messages") {
+	case "", "false", "0":
+	case "true", "1":
+		msgs, err := s.cfg.Chain.BlockMessages(r.Context(), b)
+		if err != nil {
+			s.fail(w, err)
+			return
+		}
+		if msgs == nil {
+			msgs = []Message{}
+		}
+		out.Messages = msgs
+	default:
+		writeError(w, http.StatusBadRequest, "messages must be true or false")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err := strconv.ParseUint(q.Get("from"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "from must be a non-negative integer")
+		return
+	}
+	binaryForm := strings.Contains(r.Header.Get("Accept"), BlockRecordsType)
+	limit := MaxBlocksJSON
+	if binaryForm {
+		limit = MaxBlocksBinary
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit must be a positive integer")
+			return
+		}
+		limit = min(limit, n)
+	}
+	recs, err := s.cfg.Chain.BlockRecords(from, limit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if binaryForm {
+		w.Header().Set("Content-Type", BlockRecordsType)
+		var buf []byte
+		for _, rec := range recs {
+			buf = binary.BigEndian.AppendUint32(buf, uint32(len(rec)))
+			buf = append(buf, rec...)
+		}
+		_, _ = w.Write(buf)
+		return
+	}
+	out := struct {
+		Blocks []Block `json:"blocks"`
+	}{Blocks: make([]Block, 0, len(recs))}
+	for _, rec := range recs {
+		b, err := chain.DecodeBlock(rec)
+		if err != nil {
+			s.fail(w, fmt.Errorf("stored block record: %w", err))
+			return
+		}
+		out.Blocks = append(out.Blocks, NewBlock(b))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) message(w http.ResponseWriter, r *http.Request) {
+	id, err := chain.ParseHash(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed message id: "+err.Error())
+		return
+	}
+	m, err := s.cfg.Chain.Message(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("unknown message %s: %w", id, err)
+		}
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// bodyLimit bounds a submission body: content may be JSON-escaped to six
+// bytes a byte, plus room for the other fields.
+func (s *Server) bodyLimit(n int) int64 { return int64(n) * (int64(s.cfg.MaxContent)*6 + 4096) }
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, n int, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(n)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		} else {
+			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		}
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Submitter == nil {
+		s.forwardToLeader(w, r)
+		return
+	}
+	var sub Submission
+	if !s.readBody(w, r, 1, &sub) {
+		return
+	}
+	m, err := sub.ToChain()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	_, errs := s.cfg.Submitter.Submit([]chain.Message{m})
+	if err := errs[0]; err != nil {
+		code := statusOf(err)
+		body := errorBody{Error: err.Error()}
+		if code == http.StatusConflict {
+			id := m.ID()
+			body.ID = &id
+		}
+		if code >= 500 {
+			s.cfg.Log.Error("submit failed", "err", err)
+		}
+		writeJSON(w, code, body)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{ID: m.ID(), Status: StatusPending})
+}
+
+func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Submitter == nil {
+		s.forwardToLeader(w, r)
+		return
+	}
+	var req struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if !s.readBody(w, r, MaxBatch, &req) {
+		return
+	}
+	if req.Messages == nil {
+		writeError(w, http.StatusBadRequest, "missing field: messages")
+		return
+	}
+	if len(req.Messages) > MaxBatch {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", len(req.Messages), MaxBatch))
+		return
+	}
+	results := make([]Result, len(req.Messages))
+	var (
+		msgs []chain.Message
+		at   []int // at[j]: the index in the request of msgs[j]
+	)
+	for i, raw := range req.Messages {
+		var sub Submission
+		var m chain.Message
+		err := json.Unmarshal(raw, &sub)
+		if err == nil {
+			m, err = sub.ToChain()
+		}
+		if err != nil {
+			results[i] = Result{Error: err.Error(), Code: http.StatusBadRequest}
+			continue
+		}
+		msgs = append(msgs, m)
+		at = append(at, i)
+	}
+	if len(msgs) > 0 {
+		_, errs := s.cfg.Submitter.Submit(msgs)
+		for j, err := range errs {
+			id := msgs[j].ID()
+			if err != nil {
+				results[at[j]] = Result{ID: &id, Error: err.Error(), Code: statusOf(err)}
+			} else {
+				results[at[j]] = Result{ID: &id, Status: StatusPending}
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Results []Result `json:"results"`
+	}{results})
+}
+
+// forwardToLeader passes a submission to the leader as it is and returns the
+// leader's status and body; 503 when the leader cannot be reached.
+func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.LeaderURL == "" {
+		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(MaxBatch)))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, strings.NewReader(string(body)))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.forward.Do(req)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "leader unreachable: "+err.Error())
+		return
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}

@@ -1,0 +1,103 @@
+// Package node is the shell around Kimura's core: it starts a leader or a
+// peer in order (store, integrity check, key, queue, network, HTTP), runs the
+// leader's sealing loop or the peer's follower, and stops them in reverse.
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"time"
+)
+
+// Defaults of the Config fields.
+const (
+	DefaultBlockInterval    = 5 * time.Second
+	TestModeBlockInterval   = 100 * time.Millisecond
+	DefaultMaxBlockMessages = 10000
+	DefaultMaxMessageBytes  = 64 << 10
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout = 5 * time.Second
+)
+
+// Config is everything a node is started with. Flags live in main; this is
+// their validated form.
+type Config struct {
+	Leader           bool
+	DBPath           string
+	RPCAddr          string // host:port of the HTTP API
+	ListenAddr       string // libp2p listen multiaddr
+	LeaderRPC        string // peers: the leader's HTTP API URL
+	LeaderAddr       string // peers: the leader's libp2p multiaddr with /p2p/ID; learned from /health when empty
+	BlockInterval    time.Duration
+	MaxBlockMessages int
+	MaxMessageBytes  int
+	Log              *slog.Logger
+}
+
+// ErrConfig wraps every configuration problem.
+var ErrConfig = errors.New("invalid configuration")
+
+// Validate checks c and fills in defaults.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if c.DBPath == "" {
+		return bad("--db-path is empty")
+	}
+	if c.RPCAddr == "" {
+		return bad("--rpc-addr is empty")
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = "/ip4/127.0.0.1/tcp/0"
+	}
+	if c.BlockInterval == 0 {
+		c.BlockInterval = DefaultBlockInterval
+	}
+	if c.BlockInterval < time.Millisecond {
+		return bad("--block-interval %s is below 1ms", c.BlockInterval)
+	}
+	if c.MaxBlockMessages == 0 {
+		c.MaxBlockMessages = DefaultMaxBlockMessages
+	}
+	if c.MaxBlockMessages < 1 || c.MaxBlockMessages > MaxBlockMessagesLimit {
+		return bad("--max-block-messages must be from 1 to %d", MaxBlockMessagesLimit)
+	}
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxMessageBytes < 1 {
+		return bad("--max-message-bytes must be at least 1")
+	}
+	if c.Leader {
+		if c.LeaderRPC != "" || c.LeaderAddr != "" {
+			return bad("--leader-rpc and --leader-addr are for peers")
+		}
+	} else {
+		if c.LeaderRPC == "" {
+			return bad("a peer needs --leader-rpc (or run with --leader)")
+		}
+		u, err := url.Parse(c.LeaderRPC)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return bad("--leader-rpc %q is not an http:// URL", c.LeaderRPC)
+		}
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func (c *Config) chainDir() string { return filepath.Join(c.DBPath, "chain") }
+func (c *Config) keyPath() string  { return filepath.Join(c.DBPath, "node.key") }
+
+// gossipLimit is the gossipsub message size every node accepts. It is one
+// constant, not derived from a flag, because a receiver silently drops what
+// is over its own limit: a full block of MaxBlockMessagesLimit fits.
+const gossipLimit = 64 << 20
+
+// MaxBlockMessagesLimit keeps the largest block's record under gossipLimit.
+const MaxBlockMessagesLimit = 500_000

@@ -1,0 +1,161 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/mempool"
+	"github.com/kimura-ledger/kimura/internal/p2p"
+	"github.com/kimura-ledger/kimura/internal/store"
+)
+
+// leader seals the pending queue into blocks. The sealing loop is the only
+// writer of blocks; the pool owns the queue; the store owns the tip.
+type leader struct {
+	cfg  *Config
+	st   *store.Store
+	key  ed25519.PrivateKey
+	pool *mempool.Pool
+}
+
+func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
+
+func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, error) {
+	var self chain.PublicKey
+	copy(self[:], key.Public().(ed25519.PublicKey))
+	pinned, ok, err := st.Producer()
+	if err != nil {
+		return nil, err
+	}
+	if ok && pinned != self {
+		return nil, fmt.Errorf("%w: blocks are signed by %x, %s holds %x", ErrWrongProducer, pinned[:], cfg.keyPath(), self[:])
+	}
+	if !ok {
+		if err := st.SetProducer(self); err != nil {
+			return nil, err
+		}
+	}
+	pool, err := mempool.Open(st, cfg.MaxMessageBytes, nowMillis)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Info(fmt.Sprintf("Leader resuming from height %d", st.Tip().Height), "pending", pool.Len())
+	return &leader{cfg: cfg, st: st, key: key, pool: pool}, nil
+}
+
+func (l *leader) handler(host *p2p.Host) http.Handler {
+	return api.NewServer(api.Config{
+		Chain:      &leaderChain{l: l, host: host},
+		Submitter:  l.pool,
+		MaxContent: l.cfg.MaxMessageBytes,
+		Log:        l.cfg.Log,
+	})
+}
+
+// run seals a block every interval, empty ones too, until ctx is done. A
+// block being sealed when ctx ends is finished and committed first.
+func (l *leader) run(ctx context.Context, host *p2p.Host) error {
+	t := time.NewTicker(l.cfg.BlockInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b, err := l.seal()
+			if err != nil {
+				return err
+			}
+			// Published only once durable; a peer that misses it catches up.
+			if err := host.Publish(ctx, b.Encode()); err != nil && ctx.Err() == nil {
+				l.cfg.Log.Warn("publishing block", "height", b.Height, "err", err)
+			}
+		}
+	}
+}
+
+// seal builds the next block from the head of the queue and commits it with
+// the removal of exactly those messages from the queue.
+func (l *leader) seal() (*chain.Block, error) {
+	ps := l.pool.Peek(l.cfg.MaxBlockMessages)
+	msgs := make([]chain.Message, len(ps))
+	seqs := make([]uint64, len(ps))
+	for i := range ps {
+		msgs[i], seqs[i] = ps[i].Message, ps[i].Seq
+	}
+	tip := l.st.Tip()
+	b := chain.Seal(&tip.Header, msgs, nowMillis(), l.key)
+	confirmed := make([]store.Confirmed, len(msgs))
+	for i := range msgs {
+		confirmed[i] = store.Confirmed{Message: msgs[i], Height: b.Height, Index: uint32(i)}
+	}
+	if err := l.st.Commit(store.Commit{Blocks: []*chain.Block{b}, Messages: confirmed, Pending: seqs}); err != nil {
+		return nil, fmt.Errorf("node: seal block %d: %w", b.Height, err)
+	}
+	l.pool.Remove(len(ps))
+	l.cfg.Log.Info(fmt.Sprintf("Produced block %d with %d messages", b.Height, len(msgs)))
+	return b, nil
+}
+
+// leaderChain answers the read routes from the leader's store and queue.
+type leaderChain struct {
+	l    *leader
+	host *p2p.Host
+}
+
+func (c *leaderChain) Health() api.Health {
+	return health("leader", c.l.st, c.host, c.l.pool.Len())
+}
+
+func (c *leaderChain) Tip() store.Tip                       { return c.l.st.Tip() }
+func (c *leaderChain) Block(h uint64) (*chain.Block, error) { return blockAtOrBelowTip(c.l.st, h) }
+func (c *leaderChain) BlockRecords(from uint64, n int) ([][]byte, error) {
+	return c.l.st.BlockRecords(from, n)
+}
+
+func (c *leaderChain) Message(_ context.Context, id chain.Hash) (api.Message, error) {
+	conf, err := c.l.st.Message(id)
+	if err == nil {
+		return confirmedView(c.l.st, conf)
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return api.Message{}, err
+	}
+	if m, ok := c.l.pool.Get(id); ok {
+		return api.NewMessage(&m), nil
+	}
+	// It may have been confirmed between the two looks.
+	if conf, err := c.l.st.Message(id); err == nil {
+		return confirmedView(c.l.st, conf)
+	}
+	return api.Message{}, store.ErrNotFound
+}
+
+func (c *leaderChain) BlockMessages(_ context.Context, b *chain.Block) ([]api.Message, error) {
+	tree := chain.NewTree(b.Entries)
+	out := make([]api.Message, len(b.Entries))
+	for i, e := range b.Entries {
+		conf, err := c.l.st.Message(e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("node: message %s of block %d: %w", e.ID, b.Height, err)
+		}
+		if out[i], err = viewIn(b, conf, tree); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// blockAtOrBelowTip reads a committed block: nothing above the tip is visible.
+func blockAtOrBelowTip(st *store.Store, h uint64) (*chain.Block, error) {
+	if h > st.Tip().Height {
+		return nil, store.ErrNotFound
+	}
+	return st.Block(h)
+}

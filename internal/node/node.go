@@ -1,0 +1,188 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/p2p"
+	"github.com/kimura-ledger/kimura/internal/store"
+)
+
+// ErrWrongProducer is returned when the stored chain was produced by another
+// key than the one a leader would sign with.
+var ErrWrongProducer = errors.New("node: chain was produced by another key")
+
+// Run starts a node as cfg describes, serves until ctx is done, then stops
+// gracefully within ShutdownTimeout. It returns nil after a graceful stop; a
+// *store.CorruptionError when the integrity check fails (nothing was
+// served); another error for any other fatal problem.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	served, err := run(ctx, &cfg)
+	if served {
+		cfg.Log.Info("Shutdown complete")
+	}
+	return err
+}
+
+// run starts, serves and stops the node; served says whether it got as far
+// as serving, so that Run logs the end of a shutdown after every close.
+func run(ctx context.Context, cfg *Config) (served bool, _ error) {
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DBPath, 0o755); err != nil {
+		return false, fmt.Errorf("node: create data directory: %w", err)
+	}
+	st, err := store.Open(cfg.chainDir(), log)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing store", "err", err)
+		}
+	}()
+
+	start := time.Now()
+	n, err := st.VerifyChain(ctx, func(p store.Progress) {
+		log.Info(fmt.Sprintf("Verifying chain: %d of %d blocks", p.Done, p.Total), "elapsed", p.Elapsed.Round(time.Millisecond))
+	})
+	if err != nil {
+		return false, err
+	}
+	log.Info(fmt.Sprintf("Chain integrity verified: %d blocks", n), "took", time.Since(start).Round(time.Millisecond))
+
+	key, err := p2p.LoadOrCreateKey(cfg.keyPath())
+	if err != nil {
+		return false, fmt.Errorf("node: %w", err)
+	}
+
+	var role roleRunner
+	if cfg.Leader {
+		role, err = newLeader(cfg, st, key)
+	} else {
+		role, err = newPeer(ctx, cfg, st)
+	}
+	if err != nil {
+		return false, err
+	}
+
+	host, err := p2p.New(ctx, p2p.Config{Key: key, ListenAddr: cfg.ListenAddr, MaxMessageSize: gossipLimit, Logger: log})
+	if err != nil {
+		return false, fmt.Errorf("node: start p2p: %w", err)
+	}
+	defer func() {
+		if err := host.Close(); err != nil {
+			log.Error("closing p2p host", "err", err)
+		}
+	}()
+
+	ln, err := net.Listen("tcp", cfg.RPCAddr)
+	if err != nil {
+		return false, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           role.handler(host),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	log.Info("Serving HTTP API", "addr", ln.Addr().String(), "peer_id", host.PeerID(), "p2p_addrs", host.Addrs())
+
+	// From here on, every goroutine stops when runCtx is done.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	fatal := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fatal <- fmt.Errorf("node: HTTP server: %w", err)
+		}
+	}()
+	roleDone := make(chan struct{})
+	go func() {
+		defer close(roleDone)
+		if err := role.run(runCtx, host); err != nil {
+			fatal <- err
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("Shutting down")
+	case runErr = <-fatal:
+		log.Error("fatal error, shutting down", "err", runErr)
+	}
+
+	// Stop in reverse: intake first, then the role (the block in hand is
+	// finished), then the network and the store (deferred above).
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), ShutdownTimeout-time.Second)
+	defer shutCancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("HTTP shutdown", "err", err)
+		_ = srv.Close()
+	}
+	wg.Wait()
+	cancel()
+	<-roleDone
+	return true, runErr
+}
+
+// roleRunner is what differs between a leader and a peer.
+type roleRunner interface {
+	// handler returns the HTTP API of this role.
+	handler(host *p2p.Host) http.Handler
+	// run does the role's work until ctx is done, then returns nil having
+	// finished what it had in hand.
+	run(ctx context.Context, host *p2p.Host) error
+}
+
+// health fills in what every role reports the same way.
+func health(role string, st *store.Store, host *p2p.Host, pending int) api.Health {
+	t := st.Tip()
+	addrs := host.Addrs()
+	if addrs == nil {
+		addrs = []string{}
+	}
+	return api.Health{
+		Status: "ok", Role: role, Height: t.Height, Hash: t.Hash,
+		GenesisHash: chain.GenesisHash, PeerID: host.PeerID(), P2PAddrs: addrs, Pending: pending,
+	}
+}
+
+// confirmedView returns the JSON form of a stored confirmed message with its
+// inclusion proof, after checking it against its block so that a damaged
+// message record is never served.
+func confirmedView(st *store.Store, c store.Confirmed) (api.Message, error) {
+	b, err := st.Block(c.Height)
+	if err != nil {
+		return api.Message{}, fmt.Errorf("node: block %d of message %s: %w", c.Height, c.Message.ID(), err)
+	}
+	return viewIn(b, c, chain.NewTree(b.Entries))
+}
+
+// viewIn is confirmedView for a block and tree the caller already has.
+func viewIn(b *chain.Block, c store.Confirmed, t *chain.Tree) (api.Message, error) {
+	if int(c.Index) >= len(b.Entries) || chain.EntryOf(&c.Message) != b.Entries[c.Index] {
+		return api.Message{}, fmt.Errorf("node: stored message %s does not match block %d", c.Message.ID(), c.Height)
+	}
+	proof, err := t.Proof(int(c.Index))
+	if err != nil {
+		return api.Message{}, err
+	}
+	v := api.NewMessage(&c.Message)
+	v.Confirm(c.Height, c.Index, proof)
+	return v, nil
+}

@@ -1,0 +1,394 @@
+package p2p_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/kimura-ledger/kimura/internal/p2p"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testTimeout bounds every wait in these tests; on a healthy machine they
+// finish in well under a second.
+const testTimeout = 10 * time.Second
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newHost(t *testing.T) *p2p.Host {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.New(testContext(t), p2p.Config{
+		Key:        key,
+		ListenAddr: "/ip4/127.0.0.1/tcp/0",
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatalf("new host: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return h
+}
+
+// testWriter sends log lines to t.Log, so warnings (such as dropped
+// messages) show up next to the failing test.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// connectPair makes a dial b and waits until each sees the other subscribed,
+// after which what either publishes reaches the other.
+func connectPair(t *testing.T, a, b *p2p.Host) {
+	t.Helper()
+	ctx := testContext(t)
+	if err := a.Connect(ctx, b.Addrs()[0]); err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	for _, h := range []*p2p.Host{a, b} {
+		if err := h.WaitForTopicPeers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// receive reads n messages from h, failing the test at the deadline.
+func receive(t *testing.T, h *p2p.Host, n int) []p2p.Received {
+	t.Helper()
+	deadline := time.NewTimer(testTimeout)
+	defer deadline.Stop()
+	var got []p2p.Received
+	for len(got) < n {
+		select {
+		case r, ok := <-h.Blocks():
+			if !ok {
+				t.Fatalf("Blocks closed after %d of %d messages", len(got), n)
+			}
+			got = append(got, r)
+		case <-deadline.C:
+			t.Fatalf("received %d of %d messages before the deadline (drops: %d)", len(got), n, h.Drops())
+		}
+	}
+	return got
+}
+
+func TestAddrs(t *testing.T) {
+	h := newHost(t)
+	addrs := h.Addrs()
+	if len(addrs) == 0 {
+		t.Fatal("no addresses")
+	}
+	for _, a := range addrs {
+		if !strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") || strings.Contains(a, "/tcp/0/") {
+			t.Errorf("address %s is not a bound loopback TCP address", a)
+		}
+		if !strings.HasSuffix(a, "/p2p/"+h.PeerID()) {
+			t.Errorf("address %s does not end in /p2p/%s", a, h.PeerID())
+		}
+	}
+}
+
+func TestPeerIDMatchesKey(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.New(testContext(t), p2p.Config{Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	want, err := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.PeerID() != want {
+		t.Fatalf("host peer ID %s, key gives %s", h.PeerID(), want)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]p2p.Config{
+		"no key":        {ListenAddr: "/ip4/127.0.0.1/tcp/0"},
+		"no address":    {Key: key},
+		"bad address":   {Key: key, ListenAddr: "127.0.0.1:0"},
+		"udp address":   {Key: key, ListenAddr: "/ip4/127.0.0.1/udp/0/quic-v1"},
+		"websocket":     {Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0/ws"},
+		"tiny size":     {Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0", MaxMessageSize: 100},
+		"negative size": {Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0", MaxMessageSize: -1},
+	}
+	for name, cfg := range cases {
+		t.Run(name, func(t *testing.T) {
+			h, err := p2p.New(testContext(t), cfg)
+			if err == nil {
+				h.Close()
+				t.Fatal("bad config accepted")
+			}
+			if !strings.HasPrefix(err.Error(), "p2p: ") {
+				t.Errorf("error %q does not name the package", err)
+			}
+		})
+	}
+}
+
+// The main claim: blocks published by one node reach a directly connected
+// node, large and in bursts, none lost, and a node never receives its own.
+func TestPublishReachesConnectedPeer(t *testing.T) {
+	leader, follower := newHost(t), newHost(t)
+	connectPair(t, follower, leader) // peers dial the leader, as in Kimura
+	ctx := testContext(t)
+
+	if !follower.Connected(leader.PeerID()) || !leader.Connected(follower.PeerID()) {
+		t.Fatal("hosts not connected after Connect")
+	}
+
+	big := make([]byte, 4<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]byte{big}
+	for i := range 200 {
+		want = append(want, fmt.Appendf(nil, "small block %d", i))
+	}
+	for _, data := range want {
+		if err := leader.Publish(ctx, data); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+
+	got := receive(t, follower, len(want))
+	seen := make(map[string]bool)
+	for _, r := range got {
+		if r.From != leader.PeerID() {
+			t.Errorf("message from %s, want the leader %s", r.From, leader.PeerID())
+		}
+		seen[string(r.Data)] = true
+	}
+	for i, data := range want {
+		if !seen[string(data)] {
+			t.Errorf("message %d (%d bytes) not received", i, len(data))
+		}
+	}
+	if !bytes.Equal(got[0].Data, big) {
+		t.Error("the 4 MiB block was not received first or arrived altered")
+	}
+
+	// Self-delivery would have happened on the leader before its messages
+	// left it, so once the follower's reply arrives, anything of the
+	// leader's own would already be in its channel ahead of the reply.
+	if err := follower.Publish(ctx, []byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	r := receive(t, leader, 1)[0]
+	if string(r.Data) != "reply" || r.From != follower.PeerID() {
+		t.Fatalf("leader received %q from %s, want the follower's reply", r.Data, r.From)
+	}
+	select {
+	case r := <-leader.Blocks():
+		t.Fatalf("leader received an extra message (%d bytes from %s)", len(r.Data), r.From)
+	default:
+	}
+	select {
+	case r := <-follower.Blocks():
+		t.Fatalf("follower received an extra message (%d bytes from %s)", len(r.Data), r.From)
+	default:
+	}
+	if d := leader.Drops() + follower.Drops(); d != 0 {
+		t.Errorf("%d messages dropped", d)
+	}
+}
+
+// A reader that falls behind makes gossip drop messages, but never silently:
+// every drop is counted (and logged).
+func TestSlowReaderDropsAreCounted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("publishes a few thousand messages")
+	}
+	leader, follower := newHost(t), newHost(t)
+	connectPair(t, follower, leader)
+	ctx := testContext(t)
+
+	// More than the follower can buffer (Blocks plus pubsub's subscription
+	// buffer), with nobody reading.
+	const n = 2300
+	for i := range n {
+		if err := leader.Publish(ctx, fmt.Appendf(nil, "block %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return leader.Drops()+follower.Drops() > 0 })
+}
+
+// Message IDs are content hashes, so republishing a block is not delivered
+// twice.
+func TestRepublishIsDeduplicated(t *testing.T) {
+	leader, follower := newHost(t), newHost(t)
+	connectPair(t, follower, leader)
+	ctx := testContext(t)
+
+	for _, data := range []string{"block 1", "block 1", "block 2"} {
+		if err := leader.Publish(ctx, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := receive(t, follower, 2)
+	if string(got[0].Data) != "block 1" || string(got[1].Data) != "block 2" {
+		t.Fatalf("received %q then %q, want block 1 once then block 2", got[0].Data, got[1].Data)
+	}
+}
+
+func TestPublishRejectsOversizedPayload(t *testing.T) {
+	h := newHost(t)
+	err := h.Publish(testContext(t), make([]byte, h.MaxPayload()+1))
+	if !errors.Is(err, p2p.ErrMessageTooLarge) {
+		t.Fatalf("got %v, want ErrMessageTooLarge", err)
+	}
+	if h.MaxPayload() < 32<<20 {
+		t.Errorf("default max payload %d is below 32 MiB", h.MaxPayload())
+	}
+}
+
+func TestConnect(t *testing.T) {
+	a, b := newHost(t), newHost(t)
+	ctx := testContext(t)
+
+	if err := a.Connect(ctx, "/ip4/127.0.0.1/tcp/1"); err == nil {
+		t.Error("address without /p2p/ accepted")
+	}
+	if err := a.Connect(ctx, a.Addrs()[0]); err == nil {
+		t.Error("connecting to self accepted")
+	}
+	if a.Connected(b.PeerID()) {
+		t.Fatal("connected before Connect")
+	}
+	if err := a.Connect(ctx, b.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Connected(b.PeerID()) {
+		t.Fatal("not connected after Connect")
+	}
+	// Connecting again is a no-op.
+	if err := a.Connect(ctx, b.Addrs()[0]); err != nil {
+		t.Fatalf("second Connect: %v", err)
+	}
+	if a.Connected("garbage") {
+		t.Error("Connected true for a malformed peer ID")
+	}
+}
+
+// A peer that comes back (same key, same port) is reached again by calling
+// Connect, without waiting out libp2p's dial backoff.
+func TestReconnectAfterPeerRestart(t *testing.T) {
+	a := newHost(t)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	b, err := p2p.New(ctx, p2p.Config{Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addrs()[0]
+	connectPair(t, a, b)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A dial while b is down fails and would start libp2p's backoff.
+	waitFor(t, func() bool { return !a.Connected(b.PeerID()) })
+	if err := a.Connect(ctx, addr); err == nil {
+		t.Fatal("Connect to a closed host succeeded")
+	}
+
+	listen := strings.Split(addr, "/p2p/")[0]
+	b, err = p2p.New(ctx, p2p.Config{Key: key, ListenAddr: listen})
+	if err != nil {
+		t.Skipf("port of the closed host was taken meanwhile: %v", err)
+	}
+	defer b.Close()
+	if err := a.Connect(ctx, addr); err != nil {
+		t.Fatalf("reconnect: %v", err)
+	}
+	if err := b.WaitForTopicPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, []byte("after restart")); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, a, 1)[0]; string(r.Data) != "after restart" {
+		t.Fatalf("received %q", r.Data)
+	}
+}
+
+func TestCloseIsIdempotentAndClosesBlocks(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testContext(t)
+	h, err := p2p.New(ctx, p2p.Config{Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("first close: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	select {
+	case _, ok := <-h.Blocks():
+		if ok {
+			t.Fatal("message on Blocks after Close")
+		}
+	default:
+		t.Fatal("Blocks not closed by Close")
+	}
+	if err := h.Publish(ctx, []byte("x")); !errors.Is(err, p2p.ErrClosed) {
+		t.Errorf("Publish after Close: %v, want ErrClosed", err)
+	}
+	if err := h.WaitForTopicPeers(ctx, 1); !errors.Is(err, p2p.ErrClosed) {
+		t.Errorf("WaitForTopicPeers after Close: %v, want ErrClosed", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met before the deadline")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
