@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+	"sync"
 )
 
 // HeaderSize is the length of a header's canonical encoding.
@@ -241,4 +244,64 @@ func (b *Block) CheckNext(parent *Header, parentHash Hash, producer PublicKey) e
 		return err
 	}
 	return b.VerifySignature(producer)
+}
+
+// CheckSequence checks that blocks extend parent one after another, by
+// CheckNext's rules, with the signature checks spread over every core. It
+// returns how many leading blocks passed and, if one failed, why.
+func CheckSequence(parent *Header, parentHash Hash, blocks []*Block, producer PublicKey) (int, error) {
+	hashes := make([]Hash, len(blocks))
+	good := len(blocks)
+	var linkErr error
+	for i, b := range blocks {
+		if err := b.CheckRecord(); err != nil {
+			good, linkErr = i, err
+			break
+		}
+		if err := b.Link(parent, parentHash); err != nil {
+			good, linkErr = i, err
+			break
+		}
+		if b.Producer != producer {
+			good, linkErr = i, fmt.Errorf("block %d: %w: %x, want %x", b.Height, ErrProducer, b.Producer[:], producer[:])
+			break
+		}
+		hashes[i] = b.Hash()
+		parent, parentHash = &b.Header, hashes[i]
+	}
+	if bad := firstBadSignature(blocks[:good], hashes[:good], producer); bad < good {
+		return bad, fmt.Errorf("block %d: %w", blocks[bad].Height, ErrBadSignature)
+	}
+	return good, linkErr
+}
+
+// firstBadSignature returns the index of the first block whose signature
+// over hashes[i] is not producer's, or len(blocks); it uses every core.
+func firstBadSignature(blocks []*Block, hashes []Hash, producer PublicKey) int {
+	workers := min(runtime.GOMAXPROCS(0), (len(blocks)+63)/64)
+	if workers <= 1 {
+		for i, b := range blocks {
+			if VerifyBlockSignature(producer, hashes[i], b.Signature) != nil {
+				return i
+			}
+		}
+		return len(blocks)
+	}
+	bad := make([]int, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		bad[w] = len(blocks)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(blocks); i += workers {
+				if VerifyBlockSignature(producer, hashes[i], blocks[i].Signature) != nil {
+					bad[w] = i
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return slices.Min(bad)
 }
