@@ -9,11 +9,15 @@
 // # Delivery
 //
 // Gossip is a fast path, not a guarantee: a block published while a peer is
-// not (yet) known to be subscribed is not sent to it, so callers must still
-// be able to fetch missed blocks by other means. Within that limit this
-// package avoids silent loss: queues are large, and every message gossipsub
-// drops for want of queue space is logged at warn level and counted (see
-// Host.Drops).
+// not (yet) known to be subscribed is not sent to it, and is not sent again
+// if republished soon after, so callers must still be able to fetch missed
+// blocks by other means. Within that limit this package avoids silent loss:
+// queues are large, and every message gossipsub drops for want of queue
+// space is counted and logged at warn level (see Host.Drops).
+//
+// Messages from a directly connected publisher arrive in the order it
+// published them. Messages relayed through other nodes carry no such
+// promise.
 package p2p
 
 import (
@@ -52,11 +56,12 @@ const DefaultMaxMessageSize = 64 << 20
 // framing, which together take a few hundred bytes.
 const envelopeOverhead = 1 << 10
 
+// DefaultQueueSize is used when Config.QueueSize is zero: far beyond the
+// burst of one block per interval, and small enough that a full set of
+// queues of small blocks costs little memory.
+const DefaultQueueSize = 1024
+
 const (
-	// queueSize bounds each pubsub queue (per-peer outbound, validation,
-	// subscription) and the Blocks channel. Pubsub drops messages when one is
-	// full, so they are sized for bursts far beyond one block per interval.
-	queueSize = 1024
 	// protectTag is the connection manager tag for peers given to Connect.
 	protectTag = "kimura-connect"
 	// pollInterval is how often WaitForTopicPeers looks at the topic.
@@ -85,6 +90,12 @@ type Config struct {
 	// means DefaultMaxMessageSize. Every node must use the same value, since
 	// receivers drop anything above their own limit.
 	MaxMessageSize int
+	// QueueSize is the number of messages each pubsub queue (per-peer
+	// outbound, validation, subscription) and the Blocks channel holds; zero
+	// means DefaultQueueSize. Pubsub drops messages when a queue is full.
+	// A reader of Blocks that stalls lets up to twice QueueSize received
+	// messages pile up in memory.
+	QueueSize int
 	// Logger receives this package's and pubsub's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -111,6 +122,9 @@ func (c *Config) validate() error {
 	if c.MaxMessageSize < 0 {
 		return fmt.Errorf("p2p: config: negative max message size %d", c.MaxMessageSize)
 	}
+	if c.QueueSize < 0 {
+		return fmt.Errorf("p2p: config: negative queue size %d", c.QueueSize)
+	}
 	if c.MaxMessageSize != 0 && c.MaxMessageSize <= envelopeOverhead {
 		return fmt.Errorf("p2p: config: max message size %d leaves no room for a payload", c.MaxMessageSize)
 	}
@@ -133,7 +147,6 @@ type Received struct {
 // goroutines.
 type Host struct {
 	host    host.Host
-	ps      *pubsub.PubSub
 	topic   *pubsub.Topic
 	sub     *pubsub.Subscription
 	gater   *dialGater
@@ -169,6 +182,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	maxSize := cfg.MaxMessageSize
 	if maxSize == 0 {
 		maxSize = DefaultMaxMessageSize
+	}
+	queueSize := cfg.QueueSize
+	if queueSize == 0 {
+		queueSize = DefaultQueueSize
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -223,7 +240,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 
-	h.ps, err = pubsub.NewGossipSub(psCtx, lh,
+	ps, err := pubsub.NewGossipSub(psCtx, lh,
 		pubsub.WithMaxMessageSize(maxSize),
 		pubsub.WithPeerOutboundQueueSize(queueSize),
 		pubsub.WithValidateQueueSize(queueSize),
@@ -249,7 +266,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return fail(fmt.Errorf("p2p: start gossipsub: %w", err))
 	}
-	h.topic, err = h.ps.Join(Topic)
+	h.topic, err = ps.Join(Topic)
 	if err != nil {
 		return fail(fmt.Errorf("p2p: join topic %s: %w", Topic, err))
 	}
@@ -428,8 +445,8 @@ func (h *Host) Publish(ctx context.Context, data []byte) error {
 
 // Blocks returns the messages received on Topic from other nodes, in arrival
 // order; messages this node published are not included. The channel is
-// closed when the host is closed. Read it promptly: it holds a few thousand
-// messages in all (with pubsub's own buffer), and messages beyond that are
+// closed when the host is closed. Read it promptly: with pubsub's own buffer
+// it holds twice Config.QueueSize messages, and messages beyond that are
 // dropped, with a warning, not queued.
 func (h *Host) Blocks() <-chan Received {
 	return h.blocks

@@ -26,8 +26,9 @@ var _ pubsub.RawTracer = (*dropTracer)(nil)
 // total) says as much as a thousand lines.
 const dropLogInterval = time.Second
 
-func (t *dropTracer) drop(msg string, args ...any) {
-	total := t.drops.Add(1)
+// drop counts n dropped messages and logs msg unless it logged recently.
+func (t *dropTracer) drop(n int, msg string, args ...any) {
+	total := t.drops.Add(uint64(n))
 	now := time.Now().UnixNano()
 	last := t.lastLog.Load()
 	if now-last < int64(dropLogInterval) || !t.lastLog.CompareAndSwap(last, now) {
@@ -42,7 +43,7 @@ func (t *dropTracer) drop(msg string, args ...any) {
 func (t *dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
 	switch reason {
 	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
-		t.drop("gossip message dropped on receipt", "reason", reason,
+		t.drop(1, "gossip message dropped on receipt", "reason", reason,
 			"from", msg.ReceivedFrom.String(), "bytes", len(msg.GetData()))
 	}
 }
@@ -51,7 +52,7 @@ func (t *dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
 // messages count: control-only RPCs are retried by gossipsub.
 func (t *dropTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 	if n := len(rpc.GetPublish()); n > 0 {
-		t.drop("gossip messages not sent to peer (outbound queue full or message too large)",
+		t.drop(n, "gossip messages not sent to peer (outbound queue full or message too large)",
 			"peer", p.String(), "messages", n)
 	}
 }
@@ -59,7 +60,7 @@ func (t *dropTracer) DropRPC(rpc *pubsub.RPC, p peer.ID) {
 // UndeliverableMessage reports messages dropped because our subscription's
 // buffer was full, i.e. the reader of Host.Blocks fell far behind.
 func (t *dropTracer) UndeliverableMessage(msg *pubsub.Message) {
-	t.drop("gossip message dropped: Blocks reader too slow",
+	t.drop(1, "gossip message dropped: Blocks reader too slow",
 		"from", msg.GetFrom().String(), "bytes", len(msg.GetData()))
 }
 
