@@ -1,0 +1,287 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/p2p"
+	"github.com/kimura-ledger/kimura/internal/store"
+)
+
+// fixture is a peer's store with a producer pinned, and that producer's key
+// to craft blocks with.
+type fixture struct {
+	st       *store.Store
+	key      ed25519.PrivateKey
+	producer chain.PublicKey
+	peer     *peer
+}
+
+func newFixture(t *testing.T, leaderURL string) *fixture {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	_, key, _ := ed25519.GenerateKey(nil)
+	f := &fixture{st: st, key: key}
+	copy(f.producer[:], key.Public().(ed25519.PublicKey))
+	if err := st.SetProducer(f.producer); err != nil {
+		t.Fatal(err)
+	}
+	if leaderURL == "" {
+		leaderURL = "http://127.0.0.1:1"
+	}
+	cfg := &Config{DBPath: t.TempDir(), RPCAddr: "127.0.0.1:0", LeaderRPC: leaderURL}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f.peer, _ = newPeer(context.Background(), cfg, st)
+	return f
+}
+
+// next seals the block after parent with msgs, signed by the fixture's key.
+func (f *fixture) next(parent *chain.Block, msgs ...chain.Message) *chain.Block {
+	return chain.Seal(&parent.Header, msgs, parent.Timestamp+1, f.key)
+}
+
+func signed(t *testing.T, n int) []chain.Message {
+	t.Helper()
+	_, sender, _ := ed25519.GenerateKey(nil)
+	out := make([]chain.Message, n)
+	for i := range out {
+		out[i] = chain.SignMessage(sender, uint64(i), "message")
+		out[i].Timestamp = 1000
+	}
+	return out
+}
+
+func TestPeerAcceptsNextBlock(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis(), signed(t, 3)...)
+	if n := f.peer.accept([]*chain.Block{b1}, f.producer); n != 1 {
+		t.Fatalf("accepted %d blocks, want 1", n)
+	}
+	if tip := f.st.Tip(); tip.Height != 1 || tip.Hash != b1.Hash() {
+		t.Fatalf("tip %d %s, want 1 %s", tip.Height, tip.Hash, b1.Hash())
+	}
+}
+
+// rejected asserts that b is not stored and the tip stays at want.
+func (f *fixture) rejected(t *testing.T, b *chain.Block, want uint64) {
+	t.Helper()
+	if n := f.peer.accept([]*chain.Block{b}, f.producer); n != 0 {
+		t.Fatalf("accepted a block that must be rejected")
+	}
+	if tip := f.st.Tip(); tip.Height != want {
+		t.Fatalf("tip moved to %d, want %d", tip.Height, want)
+	}
+	if _, err := f.st.BlockRecord(b.Height); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rejected block %d is readable: %v", b.Height, err)
+	}
+}
+
+func TestPeerRejectsWrongPrevHash(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis())
+	f.peer.accept([]*chain.Block{b1}, f.producer)
+	bad := *b1 // a sibling of b1 as parent: right height, wrong prev_hash
+	bad.Timestamp++
+	b2 := f.next(&bad)
+	f.rejected(t, b2, 1)
+}
+
+func TestPeerRejectsForeignSignature(t *testing.T) {
+	f := newFixture(t, "")
+	_, foreign, _ := ed25519.GenerateKey(nil)
+	g := chain.Genesis()
+	// Signed by another key and claiming it as producer.
+	f.rejected(t, chain.Seal(&g.Header, nil, 1, foreign), 0)
+	// Claiming our producer but signed by another key.
+	b := chain.Seal(&g.Header, nil, 1, f.key)
+	h := b.Hash()
+	copy(b.Signature[:], ed25519.Sign(foreign, h[:]))
+	f.rejected(t, b, 0)
+}
+
+func TestPeerRejectsSkippedHeight(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis())
+	b2 := f.next(b1)
+	f.rejected(t, b2, 0)
+}
+
+func TestPeerRejectsTimestampBelowParent(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis())
+	b1.Timestamp = 500
+	h := b1.Hash()
+	copy(b1.Signature[:], ed25519.Sign(f.key, h[:]))
+	f.peer.accept([]*chain.Block{b1}, f.producer)
+	b2 := chain.Seal(&b1.Header, nil, 0, f.key)
+	b2.Timestamp = 499
+	h = b2.Hash()
+	copy(b2.Signature[:], ed25519.Sign(f.key, h[:]))
+	f.rejected(t, b2, 1)
+}
+
+func TestPeerRejectsEntriesNotMatchingRoot(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis(), signed(t, 2)...)
+	b1.Entries[1].MessageHash[0] ^= 1 // the signed header no longer covers the entries
+	f.rejected(t, b1, 0)
+}
+
+func TestPeerStoresValidPrefixOfCatchUp(t *testing.T) {
+	f := newFixture(t, "")
+	b1 := f.next(chain.Genesis())
+	b2 := f.next(b1)
+	b3 := f.next(b2)
+	b3.Signature[0] ^= 1
+	if n := f.peer.accept([]*chain.Block{b1, b2, b3}, f.producer); n != 2 {
+		t.Fatalf("stored %d blocks, want the 2 valid ones", n)
+	}
+	if tip := f.st.Tip(); tip.Height != 2 {
+		t.Fatalf("tip %d, want 2", tip.Height)
+	}
+}
+
+// fakeLeader answers GET /message/{id} with whatever msg says, and GET
+// /health with health.
+func fakeLeader(t *testing.T, health api.Health, msg *api.Message) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { _ = json.NewEncoder(w).Encode(health) })
+	mux.HandleFunc("GET /message/{id}", func(w http.ResponseWriter, _ *http.Request) {
+		if msg == nil {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"unknown"}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(msg)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestPeerFetchesAndKeepsVerifiedMessage(t *testing.T) {
+	var view api.Message
+	srv := fakeLeader(t, api.Health{}, &view)
+	f := newFixture(t, srv.URL)
+	msgs := signed(t, 5)
+	b1 := f.next(chain.Genesis(), msgs...)
+	f.peer.accept([]*chain.Block{b1}, f.producer)
+	var err error
+	if view, err = viewIn(b1, store.Confirmed{Message: msgs[3], Height: 1, Index: 3}, chain.NewTree(b1.Entries)); err != nil {
+		t.Fatal(err)
+	}
+	c := &peerChain{p: f.peer}
+	got, err := c.Message(context.Background(), msgs[3].ID())
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	if got.Status != api.StatusConfirmed || *got.BlockHeight != 1 || *got.Index != 3 {
+		t.Fatalf("got %+v", got)
+	}
+	if _, err := f.st.Message(msgs[3].ID()); err != nil {
+		t.Fatalf("verified message not kept: %v", err)
+	}
+}
+
+func TestPeerRefusesMessageNotMatchingProof(t *testing.T) {
+	var view api.Message
+	srv := fakeLeader(t, api.Health{}, &view)
+	f := newFixture(t, srv.URL)
+	msgs := signed(t, 4)
+	b1 := f.next(chain.Genesis(), msgs...)
+	f.peer.accept([]*chain.Block{b1}, f.producer)
+
+	// The leader answers with a message whose content differs from what the
+	// block committed to; it is correctly signed by its sender, so only the
+	// inclusion proof can catch it.
+	_, sender, _ := ed25519.GenerateKey(nil)
+	orig := chain.SignMessage(sender, 9, "original")
+	orig.Timestamp = 1000
+	b2 := f.next(b1, orig)
+	f.peer.accept([]*chain.Block{b2}, f.producer)
+	forged := chain.SignMessage(sender, 9, "forged")
+	forged.Timestamp = 1000
+	if view, _ = viewIn(b2, store.Confirmed{Message: orig, Height: 2, Index: 0}, chain.NewTree(b2.Entries)); view.Content != "original" {
+		t.Fatal("setup")
+	}
+	proof := view.Proof
+	view = api.NewMessage(&forged)
+	view.Confirm(2, 0, proof)
+
+	c := &peerChain{p: f.peer}
+	_, err := c.Message(context.Background(), orig.ID())
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusBadGateway {
+		t.Fatalf("want a 502 refusal, got %v", err)
+	}
+	if !errors.Is(err, chain.ErrBadProof) {
+		t.Fatalf("refusal does not say the proof failed: %v", err)
+	}
+	if _, err := f.st.Message(orig.ID()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused message was kept: %v", err)
+	}
+}
+
+func TestPeerReturnsPendingWithoutKeeping(t *testing.T) {
+	_, sender, _ := ed25519.GenerateKey(nil)
+	m := chain.SignMessage(sender, 1, "waiting")
+	view := api.NewMessage(&m)
+	srv := fakeLeader(t, api.Health{}, &view)
+	f := newFixture(t, srv.URL)
+	got, err := (&peerChain{p: f.peer}).Message(context.Background(), m.ID())
+	if err != nil || got.Status != api.StatusPending {
+		t.Fatalf("got %+v, %v; want pending", got, err)
+	}
+	if _, err := f.st.Message(m.ID()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("pending message was kept: %v", err)
+	}
+}
+
+func TestPeerRefusesLeaderWithAnotherProducer(t *testing.T) {
+	_, other, _ := ed25519.GenerateKey(nil)
+	id, err := p2p.PeerIDFromPublicKey(other.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: "leader", GenesisHash: chain.GenesisHash, PeerID: id}, nil)
+	f := newFixture(t, srv.URL)
+	_, _, err = f.peer.contact(context.Background())
+	if !errors.Is(err, ErrWrongLeader) {
+		t.Fatalf("want ErrWrongLeader, got %v", err)
+	}
+	if pinned, _, _ := f.st.Producer(); pinned != f.producer {
+		t.Fatal("pinned producer changed")
+	}
+}
+
+func TestPeerRefusesLeaderWithAnotherGenesis(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	id, _ := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
+	srv := fakeLeader(t, api.Health{GenesisHash: chain.Hash{1}, PeerID: id}, nil)
+	st, err := store.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p, _ := newPeer(context.Background(), &Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
+		t.Fatalf("want ErrWrongLeader, got %v", err)
+	}
+	if _, ok, _ := st.Producer(); ok {
+		t.Fatal("a producer was pinned from a refused leader")
+	}
+}
