@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 )
 
@@ -228,7 +227,7 @@ func (b *Block) VerifySignature(producer PublicKey) error {
 
 // VerifyBlockSignature checks sig as producer's signature over a block hash.
 func VerifyBlockSignature(producer PublicKey, hash Hash, sig Signature) error {
-	if !ed25519.Verify(producer[:], hash[:], sig[:]) {
+	if !verifySig(producer, hash[:], sig) {
 		return ErrBadSignature
 	}
 	return nil
@@ -276,32 +275,31 @@ func CheckSequence(parent *Header, parentHash Hash, blocks []*Block, producer Pu
 }
 
 // firstBadSignature returns the index of the first block whose signature
-// over hashes[i] is not producer's, or len(blocks); it uses every core.
+// over hashes[i] is not producer's, or len(blocks). It splits the work in
+// contiguous chunks over every core, each batch-verified.
 func firstBadSignature(blocks []*Block, hashes []Hash, producer PublicKey) int {
-	workers := min(runtime.GOMAXPROCS(0), (len(blocks)+63)/64)
-	if workers <= 1 {
-		for i, b := range blocks {
-			if VerifyBlockSignature(producer, hashes[i], b.Signature) != nil {
-				return i
-			}
-		}
-		return len(blocks)
+	sigs := make([]Signature, len(blocks))
+	for i, b := range blocks {
+		sigs[i] = b.Signature
 	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(blocks)/64))
+	chunk := (len(blocks) + workers - 1) / workers
 	bad := make([]int, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
-		bad[w] = len(blocks)
+		lo, hi := min(w*chunk, len(blocks)), min((w+1)*chunk, len(blocks))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(blocks); i += workers {
-				if VerifyBlockSignature(producer, hashes[i], blocks[i].Signature) != nil {
-					bad[w] = i
-					return
-				}
-			}
+			bad[w] = lo + FirstBadBlockSignature(producer, hashes[lo:hi], sigs[lo:hi])
 		}()
 	}
 	wg.Wait()
-	return slices.Min(bad)
+	first := len(blocks)
+	for w, b := range bad {
+		if hi := min((w+1)*chunk, len(blocks)); b < hi {
+			first = min(first, b)
+		}
+	}
+	return first
 }

@@ -84,13 +84,24 @@ func SignMessage(priv ed25519.PrivateKey, nonce uint64, content string) Message 
 // signature is the sender's over SigningBytes. It does not check size
 // limits, which are a node's policy.
 func (m *Message) Verify() error {
+	if err := m.checkContent(); err != nil {
+		return err
+	}
+	if !verifySig(m.Sender, SigningBytes(m.Sender, m.Nonce, m.Content), m.Signature) {
+		return m.signatureError()
+	}
+	return nil
+}
+
+func (m *Message) checkContent() error {
 	if !utf8.ValidString(m.Content) {
 		return ErrBadContent
 	}
-	if !ed25519.Verify(m.Sender[:], SigningBytes(m.Sender, m.Nonce, m.Content), m.Signature[:]) {
-		return fmt.Errorf("message %s: %w", m.ID(), ErrBadSignature)
-	}
 	return nil
+}
+
+func (m *Message) signatureError() error {
+	return fmt.Errorf("message %s: %w", m.ID(), ErrBadSignature)
 }
 
 // Encoding of a message, the form that is stored and hashed:

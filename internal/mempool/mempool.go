@@ -10,6 +10,7 @@ package mempool
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
@@ -26,6 +27,14 @@ var (
 	ErrInvalid = errors.New("invalid message")
 )
 
+// maxCombine is about the most messages one combined write takes.
+const maxCombine = 4096
+
+// combiners is how many combined batches may be verified or written at
+// once: enough to keep every core verifying while another batch waits on
+// its fsync.
+func combiners() int { return 2 * runtime.GOMAXPROCS(0) }
+
 // Store is what the pool needs of the database.
 type Store interface {
 	AddPending([]store.Pending) error
@@ -39,6 +48,10 @@ type Pool struct {
 	store      Store
 	maxContent int
 	now        func() uint64
+
+	slots   chan struct{} // combining slots: how many batches are in flight at once
+	waitMu  sync.Mutex
+	waiting []*request // submissions not yet taken by a combiner
 
 	mu      sync.Mutex
 	nextSeq uint64
@@ -54,7 +67,11 @@ func Open(st Store, maxContent int, now func() uint64) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mempool: load: %w", err)
 	}
-	p := &Pool{store: st, maxContent: maxContent, now: now, ids: make(map[chain.Hash]*store.Pending, len(ps))}
+	p := &Pool{
+		store: st, maxContent: maxContent, now: now,
+		slots: make(chan struct{}, combiners()),
+		ids:   make(map[chain.Hash]*store.Pending, len(ps)),
+	}
 	for i := range ps {
 		e := &ps[i]
 		p.ids[e.Message.ID()] = e
@@ -68,47 +85,110 @@ func Open(st Store, maxContent int, now func() uint64) (*Pool, error) {
 // then uniqueness of (sender, nonce) among pending and confirmed messages.
 // The accepted ones are stamped and written in one synced batch; Submit
 // returns once they are durable. errs[i] is nil for an accepted msgs[i].
-// Concurrent calls share fsyncs.
+//
+// Concurrent calls are combined: whichever caller gets one of the
+// combining slots takes every submission waiting at that moment, verifies
+// their signatures as one batch and makes them durable with one synced write,
+// so concurrent clients share both signature work and fsyncs.
 func (p *Pool) Submit(msgs []chain.Message) (accepted []chain.Message, errs []error) {
-	errs = make([]error, len(msgs))
-	for i := range msgs {
-		errs[i] = p.check(&msgs[i])
-	}
-	batch := p.reserve(msgs, errs)
-	if len(batch) == 0 {
-		return nil, errs
-	}
-	if err := p.store.AddPending(batch); err != nil {
-		p.release(batch)
-		for i := range errs {
-			if errs[i] == nil {
-				errs[i] = fmt.Errorf("mempool: %w", err)
-			}
+	r := &request{msgs: msgs, errs: make([]error, len(msgs)), done: make(chan struct{})}
+	p.waitMu.Lock()
+	p.waiting = append(p.waiting, r)
+	p.waitMu.Unlock()
+
+	p.slots <- struct{}{}
+	for {
+		batch := p.takeWaiting()
+		if len(batch) == 0 {
+			break
 		}
-		return nil, errs
+		p.process(batch)
 	}
-	p.mu.Lock()
-	for i := range batch {
-		e := &batch[i]
-		p.ids[e.Message.ID()] = e
-		p.queue = append(p.queue, e)
-	}
-	p.mu.Unlock()
-	accepted = make([]chain.Message, len(batch))
-	for i := range batch {
-		accepted[i] = batch[i].Message
-	}
-	return accepted, errs
+	<-p.slots
+	<-r.done
+	return r.accepted, r.errs
 }
 
-func (p *Pool) check(m *chain.Message) error {
-	if len(m.Content) > p.maxContent {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Content), p.maxContent)
+// request is one Submit call waiting to be processed by a combiner.
+type request struct {
+	msgs     []chain.Message
+	errs     []error
+	accepted []chain.Message
+	done     chan struct{}
+}
+
+// takeWaiting removes and returns waiting requests, about maxCombine
+// messages' worth.
+func (p *Pool) takeWaiting() []*request {
+	p.waitMu.Lock()
+	defer p.waitMu.Unlock()
+	n, k := 0, 0
+	for k < len(p.waiting) && n < maxCombine {
+		n += len(p.waiting[k].msgs)
+		k++
 	}
-	if err := m.Verify(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	batch := append([]*request(nil), p.waiting[:k]...)
+	p.waiting = append(p.waiting[:0], p.waiting[k:]...)
+	return batch
+}
+
+// process judges, reserves and writes the messages of batch together and
+// then releases every request of it.
+func (p *Pool) process(batch []*request) {
+	var all []chain.Message
+	for _, r := range batch {
+		all = append(all, r.msgs...)
 	}
-	return nil
+	errs := make([]error, len(all))
+	var toVerify []chain.Message
+	var at []int
+	for i := range all {
+		if len(all[i].Content) > p.maxContent {
+			errs[i] = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(all[i].Content), p.maxContent)
+			continue
+		}
+		toVerify = append(toVerify, all[i])
+		at = append(at, i)
+	}
+	for j, err := range chain.VerifyMessages(toVerify) {
+		if err != nil {
+			errs[at[j]] = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	pending := p.reserve(all, errs)
+	if len(pending) > 0 {
+		if err := p.store.AddPending(pending); err != nil {
+			p.release(pending)
+			for i := range errs {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("mempool: %w", err)
+				}
+			}
+			pending = nil
+		}
+	}
+	if len(pending) > 0 {
+		p.mu.Lock()
+		for i := range pending {
+			e := &pending[i]
+			p.ids[e.Message.ID()] = e
+			p.queue = append(p.queue, e)
+		}
+		p.mu.Unlock()
+	}
+	k := 0 // pending[k] is the next accepted message, in submission order
+	off := 0
+	for _, r := range batch {
+		copy(r.errs, errs[off:off+len(r.msgs)])
+		for i := range r.msgs {
+			if r.errs[i] == nil {
+				r.accepted = append(r.accepted, pending[k].Message)
+				k++
+			}
+		}
+		off += len(r.msgs)
+		close(r.done)
+	}
 }
 
 // reserve claims the IDs of the messages still without error, stamps them and

@@ -49,7 +49,7 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 	if err != nil {
 		return 0, corrupt(0, "meta:genesis_hash unreadable: %v", err)
 	}
-	if chain.Hash(gh) != chain.GenesisHash || len(gh) != chain.HashSize {
+	if len(gh) != chain.HashSize || chain.Hash(gh) != chain.GenesisHash {
 		return 0, corrupt(0, "meta:genesis_hash %x is not the genesis hash %s", gh, chain.GenesisHash)
 	}
 	last, lastHash, err := s.metaTip()
@@ -177,11 +177,14 @@ func newSigVerifier() *sigVerifier {
 		go func() {
 			defer v.wg.Done()
 			for batch := range v.jobs {
+				hashes := make([]chain.Hash, len(batch))
+				sigs := make([]chain.Signature, len(batch))
 				for i := range batch {
-					if err := chain.VerifyBlockSignature(batch[i].signer, batch[i].hash, batch[i].sig); err != nil {
-						v.fail(corrupt(batch[i].height, "%v", err))
-						break
-					}
+					hashes[i], sigs[i] = batch[i].hash, batch[i].sig
+				}
+				// One producer signs the whole chain (checked by the scan).
+				if i := chain.FirstBadBlockSignature(batch[0].signer, hashes, sigs); i < len(batch) {
+					v.fail(corrupt(batch[i].height, "block %d: %v", batch[i].height, chain.ErrBadSignature))
 				}
 			}
 		}()
