@@ -18,7 +18,7 @@ type Block struct {
 	Hash         chain.Hash   `json:"hash"`
 	MessageCount int          `json:"message_count"`
 	MessageIDs   []chain.Hash `json:"message_ids"`
-	Messages     []Message    `json:"messages,omitempty"`
+	Messages     []Message    `json:"messages,omitzero"`
 }
 
 // Message is the JSON form of a message. BlockHeight, Index and Proof are
@@ -33,7 +33,7 @@ type Message struct {
 	Status      string       `json:"status"`
 	BlockHeight *uint64      `json:"block_height,omitempty"`
 	Index       *uint32      `json:"index,omitempty"`
-	Proof       []chain.Hash `json:"proof,omitempty"`
+	Proof       []chain.Hash `json:"proof,omitzero"`
 }
 
 // Message statuses.

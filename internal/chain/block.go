@@ -29,7 +29,7 @@ type Header struct {
 //	message_root 32 bytes
 //	producer     32 bytes
 //
-// Pinned by the golden vector in testdata/header_golden.json.
+// Pinned by the golden vector in testdata/golden.json.
 
 // AppendEncoding appends h's canonical encoding to dst.
 func (h *Header) AppendEncoding(dst []byte) []byte {

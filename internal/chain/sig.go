@@ -7,14 +7,20 @@ import (
 )
 
 // Kimura's one signature acceptance rule is ZIP-215 Ed25519 (cofactored
-// verification; non-canonical point encodings and small-order points
-// accepted; S must be canonical). Every node applies it to every signature,
-// messages and blocks alike, one at a time or in batches: ZIP-215 is the rule
-// under which single and batch verification always agree, so a leader that
-// batch-verifies and a peer that checks one message never disagree about a
-// signature. Signing is plain RFC 8032 (crypto/ed25519), whose signatures
+// verification; non-canonical point encodings accepted; S must be canonical)
+// with one restriction: a small-order public key is refused, since anyone can
+// forge a signature by such a key. Every node applies the rule to every
+// signature, messages and blocks alike, one at a time or in batches: it is a
+// rule under which single and batch verification always agree, so a leader
+// that batch-verifies and a peer that checks one message never disagree about
+// a signature. Signing is plain RFC 8032 (crypto/ed25519), whose signatures
 // every rule accepts.
-var acceptance = &vo.Options{Verify: vo.VerifyOptionsZIP_215}
+var acceptance = &vo.Options{Verify: &vo.VerifyOptions{
+	AllowSmallOrderA:   false,
+	AllowSmallOrderR:   true,
+	AllowNonCanonicalA: true,
+	AllowNonCanonicalR: true,
+}}
 
 // verifySig reports whether sig is pub's signature over msg.
 func verifySig(pub PublicKey, msg []byte, sig Signature) bool {

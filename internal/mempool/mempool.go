@@ -97,10 +97,12 @@ func (p *Pool) Submit(msgs []chain.Message) (accepted []chain.Message, errs []er
 	p.waitMu.Unlock()
 
 	p.slots <- struct{}{}
-	for {
+	// Combine until this caller's own request is done (by this or another
+	// combiner): the waiting list is FIFO, so its work is bounded.
+	for !r.finished() {
 		batch := p.takeWaiting()
 		if len(batch) == 0 {
-			break
+			break // another combiner holds ours
 		}
 		p.process(batch)
 	}
@@ -115,6 +117,15 @@ type request struct {
 	errs     []error
 	accepted []chain.Message
 	done     chan struct{}
+}
+
+func (r *request) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // takeWaiting removes and returns waiting requests, about maxCombine

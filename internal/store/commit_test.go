@@ -1,0 +1,268 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// A commit is all or nothing: when it fails after the whole batch is
+// assembled, nothing of it is visible, before or after a restart; when it
+// succeeds, all of it is.
+func TestAtomicWriteAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	t.Cleanup(func() { _ = s.Close() }) // whichever store is open last
+	blocks, bl := buildChain(t, s, 2, 0, 1)
+	before := s.Tip()
+
+	msgs := bl.messages(3)
+	pending := []Pending{{Seq: 10, Message: msgs[0]}, {Seq: 11, Message: msgs[1]}, {Seq: 12, Message: msgs[2]}}
+	if err := s.AddPending(pending); err != nil {
+		t.Fatal(err)
+	}
+	b := bl.seal(before, msgs)
+	c := Commit{Blocks: []*chain.Block{b}, Messages: confirmedOf(b, msgs), Pending: []uint64{10, 11, 12}}
+
+	// nothingVisible checks every part of c is absent and the old state whole.
+	nothingVisible := func(stage string) {
+		t.Helper()
+		if got := s.Tip(); got != before {
+			t.Errorf("%s: tip %d %s, want %d %s", stage, got.Height, got.Hash, before.Height, before.Hash)
+		}
+		_, err := s.Block(b.Height)
+		notFound(t, stage+": Block", err)
+		_, err = s.BlockRecord(b.Height)
+		notFound(t, stage+": BlockRecord", err)
+		for _, m := range msgs {
+			_, err := s.Message(m.ID())
+			notFound(t, stage+": Message", err)
+		}
+		ps, err := s.LoadPending()
+		if err != nil || len(ps) != 3 {
+			t.Errorf("%s: LoadPending = %d messages, %v; want all 3", stage, len(ps), err)
+		}
+		last, lastHash, err := s.metaTip()
+		if err != nil || last != before.Height || lastHash != before.Hash {
+			t.Errorf("%s: meta tip %d %s, %v; want %d %s", stage, last, lastHash, err, before.Height, before.Hash)
+		}
+	}
+
+	injected := errors.New("injected failure before apply")
+	calls := 0
+	s.failBeforeApply = func() error { calls++; return injected }
+	if err := s.Commit(c); !errors.Is(err, injected) {
+		t.Fatalf("Commit = %v, want the injected error", err)
+	}
+	if calls != 1 {
+		t.Fatalf("failBeforeApply called %d times, want once", calls)
+	}
+	nothingVisible("after the failed commit")
+	wantIntact(t, s, uint64(len(blocks)))
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	nothingVisible("after reopening")
+	wantIntact(t, s, uint64(len(blocks)))
+
+	// The hook also sees the moment just before Apply: the batch is whole
+	// and still nothing of it is visible. Then all of it appears at once.
+	s.failBeforeApply = func() error { nothingVisible("just before apply"); return nil }
+	if err := s.Commit(c); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	s.failBeforeApply = nil
+	allVisible := func(stage string) {
+		t.Helper()
+		if tip := s.Tip(); tip.Height != b.Height || tip.Hash != b.Hash() || tip.Header != b.Header {
+			t.Errorf("%s: tip %+v, want block %d", stage, tip, b.Height)
+		}
+		got, err := s.Block(b.Height)
+		if err != nil || got.Hash() != b.Hash() {
+			t.Errorf("%s: Block = %v, %v", stage, got, err)
+		}
+		rec, err := s.BlockRecord(b.Height)
+		if err != nil || !bytes.Equal(rec, b.Encode()) {
+			t.Errorf("%s: BlockRecord = %x, %v", stage, rec, err)
+		}
+		for i, m := range msgs {
+			cm, err := s.Message(m.ID())
+			if err != nil || cm.Height != b.Height || cm.Index != uint32(i) || cm.Message != m {
+				t.Errorf("%s: Message %d = %+v, %v", stage, i, cm, err)
+			}
+		}
+		if ps, err := s.LoadPending(); err != nil || len(ps) != 0 {
+			t.Errorf("%s: LoadPending = %+v, %v; want empty", stage, ps, err)
+		}
+		wantIntact(t, s, b.Height+1)
+	}
+	allVisible("after the commit")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	allVisible("after reopening")
+}
+
+func TestCommitRefusesBlocksNotExtendingTip(t *testing.T) {
+	s, _ := newStore(t)
+	_, bl := buildChain(t, s, 1, 1)
+	tip := s.Tip()
+	good := bl.seal(tip, bl.messages(1))
+	other := chain.Seal(&tip.Header, nil, good.Timestamp, testKey(9))
+
+	skip := bl.seal(Tip{Header: good.Header}, nil) // height tip+2
+	wrongParent := *good
+	wrongParent.PrevHash[0] ^= 1
+	stale := bl.seal(Tip{Header: *mustHeader(t, s, tip.Height-1)}, nil) // height tip, already taken
+
+	cases := map[string][]*chain.Block{
+		"height gap":             {skip},
+		"wrong prev_hash":        {&wrongParent},
+		"height already taken":   {stale},
+		"second does not follow": {good, chain.Seal(&other.Header, nil, other.Timestamp, producerKey)},
+		"second repeats height":  {good, good},
+	}
+	for name, blocks := range cases {
+		err := s.Commit(Commit{Blocks: blocks})
+		if !errors.Is(err, ErrNotNext) {
+			t.Errorf("%s: Commit = %v, want ErrNotNext", name, err)
+		}
+		if s.Tip() != tip {
+			t.Fatalf("%s: tip moved to %d", name, s.Tip().Height)
+		}
+		_, err = s.Block(tip.Height + 1)
+		notFound(t, name+": Block above the tip", err)
+	}
+	if err := s.Commit(Commit{}); err == nil {
+		t.Error("Commit without blocks succeeded")
+	}
+
+	// Several consecutive blocks commit together.
+	next := bl.seal(Tip{Header: good.Header}, bl.messages(2))
+	if err := s.Commit(Commit{Blocks: []*chain.Block{good, next}}); err != nil {
+		t.Fatalf("two consecutive blocks: %v", err)
+	}
+	if got := s.Tip(); got.Height != next.Height || got.Hash != next.Hash() {
+		t.Fatalf("tip %d %s, want %d %s", got.Height, got.Hash, next.Height, next.Hash())
+	}
+	wantIntact(t, s, next.Height+1)
+}
+
+func mustHeader(t *testing.T, s *Store, h uint64) *chain.Header {
+	t.Helper()
+	b, err := s.Block(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &b.Header
+}
+
+func TestBlockRecords(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, bl := buildChain(t, s, 1, 0, 3, 2, 0)
+	tip := s.Tip().Height // 5
+	// A record stored beyond the tip (not committed) is never served.
+	beyond := bl.seal(s.Tip(), nil)
+	setRaw(t, s, blockKey(beyond.Height), beyond.Encode())
+
+	for _, c := range []struct {
+		from       uint64
+		limit      int
+		start, end uint64 // the records [start, end) expected
+	}{
+		{0, 3, 0, 3},
+		{0, 100, 0, tip + 1},
+		{2, 2, 2, 4},
+		{3, 100, 3, tip + 1},
+		{tip, 1, tip, tip + 1},
+		{tip + 1, 10, 0, 0},
+		{tip + 100, 10, 0, 0},
+		{1, 0, 0, 0},
+		{1, -1, 0, 0},
+	} {
+		recs, err := s.BlockRecords(c.from, c.limit)
+		if err != nil {
+			t.Fatalf("BlockRecords(%d, %d): %v", c.from, c.limit, err)
+		}
+		if len(recs) != int(c.end-c.start) {
+			t.Fatalf("BlockRecords(%d, %d): %d records, want %d", c.from, c.limit, len(recs), c.end-c.start)
+		}
+		for i, rec := range recs {
+			if want := blocks[c.start+uint64(i)].Encode(); !bytes.Equal(rec, want) {
+				t.Fatalf("BlockRecords(%d, %d)[%d] is not block %d", c.from, c.limit, i, c.start+uint64(i))
+			}
+		}
+	}
+	_, err := s.BlockRecord(beyond.Height)
+	notFound(t, "BlockRecord beyond the tip", err)
+	if rec, err := s.BlockRecord(3); err != nil || !bytes.Equal(rec, blocks[3].Encode()) {
+		t.Fatalf("BlockRecord(3) = %x, %v", rec, err)
+	}
+}
+
+// The data directory follows SPEC's on-disk schema, read here with Pebble
+// directly and default options.
+func TestOnDiskSchema(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	blocks, bl := buildChain(t, s, 2)
+	msgs := bl.messages(1)
+	if err := s.AddPending([]Pending{{Seq: 1, Message: msgs[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	confirmed, err := s.Message(blocks[1].MessageIDs()[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := pebble.Open(dir, quietDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	get := func(key []byte) []byte {
+		t.Helper()
+		v, closer, err := db.Get(key)
+		if err != nil {
+			t.Fatalf("get %q: %v", key, err)
+		}
+		defer closer.Close()
+		return bytes.Clone(v)
+	}
+	be := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+	if got := get([]byte("meta:last_height")); !bytes.Equal(got, be(1)) {
+		t.Errorf("meta:last_height = %x, want %x", got, be(1))
+	}
+	tipHash := blocks[1].Hash()
+	if got := get([]byte("meta:last_hash")); !bytes.Equal(got, tipHash[:]) {
+		t.Errorf("meta:last_hash = %x, want %s", got, blocks[1].Hash())
+	}
+	if got := get([]byte("meta:genesis_hash")); !bytes.Equal(got, chain.GenesisHash[:]) {
+		t.Errorf("meta:genesis_hash = %x", got)
+	}
+	for h, b := range blocks {
+		if got := get(append([]byte("block:"), be(uint64(h))...)); !bytes.Equal(got, b.Encode()) {
+			t.Errorf("block:%d is not the block record", h)
+		}
+	}
+	id := confirmed.Message.ID()
+	want := append(append(be(1), 0, 0, 0, 1), confirmed.Message.Encode()...)
+	if got := get(append([]byte("msg:"), id[:]...)); !bytes.Equal(got, want) {
+		t.Errorf("msg:%s = %x, want height || index || message %x", id, got, want)
+	}
+	if got := get(append([]byte("pending:"), be(1)...)); !bytes.Equal(got, msgs[0].Encode()) {
+		t.Errorf("pending:1 = %x, want the message encoding", got)
+	}
+}

@@ -1,0 +1,120 @@
+package store
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Two stores never share a directory: the second Open, even in the same
+// process, is refused with ErrLocked until the first is closed.
+func TestOpenLockedDir(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if s2, err := Open(dir, nil); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			_ = s2.Close()
+		}
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	if s2, err := OpenExisting(dir, nil); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			_ = s2.Close()
+		}
+		t.Fatalf("OpenExisting of a locked dir = %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenCreatesMissingDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s := mustOpen(t, dir)
+	defer s.Close()
+	if tip := s.Tip(); tip.Height != 0 {
+		t.Fatalf("new store tip at %d", tip.Height)
+	}
+}
+
+func TestOpenExisting(t *testing.T) {
+	empty := t.TempDir()
+	if _, err := OpenExisting(empty, nil); !errors.Is(err, ErrNoDatabase) {
+		t.Fatalf("OpenExisting of an empty dir = %v, want ErrNoDatabase", err)
+	}
+	missing := filepath.Join(empty, "nothing-here")
+	if _, err := OpenExisting(missing, nil); !errors.Is(err, ErrNoDatabase) {
+		t.Fatalf("OpenExisting of a missing dir = %v, want ErrNoDatabase", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("OpenExisting created %s", missing)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("OpenExisting left %d entries in an empty dir", len(entries))
+	}
+
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	blocks, _ := buildChain(t, s, 1, 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenExisting(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if tip := s.Tip(); tip.Height != 2 || tip.Hash != blocks[2].Hash() {
+		t.Fatalf("tip %d %s, want 2 %s", tip.Height, tip.Hash, blocks[2].Hash())
+	}
+	wantIntact(t, s, 3)
+}
+
+func TestSetProducer(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	t.Cleanup(func() { _ = s.Close() })
+	if _, ok, err := s.Producer(); ok || err != nil {
+		t.Fatalf("new store has a producer: %v, %v", ok, err)
+	}
+	a, b := pub(testKey(3)), pub(testKey(4))
+	if err := s.SetProducer(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetProducer(a); err != nil {
+		t.Fatalf("pinning the same key again: %v", err)
+	}
+	if err := s.SetProducer(b); err == nil {
+		t.Fatal("pinning a different producer succeeded")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	if err := s.SetProducer(b); err == nil {
+		t.Fatal("pinning a different producer after reopening succeeded")
+	}
+	if got, ok, err := s.Producer(); !ok || err != nil || got != a {
+		t.Fatalf("Producer = %x, %v, %v; want %x", got[:], ok, err, a[:])
+	}
+}
+
+// A peer's cached message is readable like a committed one.
+func TestPutMessage(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, _ := buildChain(t, s, 0)
+	m := newBuilder().messages(1)[0]
+	c := Confirmed{Message: m, Height: blocks[1].Height, Index: 3}
+	if err := s.PutMessage(c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Message(m.ID())
+	if err != nil || got != c {
+		t.Fatalf("Message = %+v, %v; want %+v", got, err, c)
+	}
+}

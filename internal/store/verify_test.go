@@ -1,0 +1,258 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// sizes50 is a chain of 50 blocks with 0..4 messages each.
+func sizes50() []int {
+	sizes := make([]int, 50)
+	for i := range sizes {
+		sizes[i] = i % 5
+	}
+	return sizes
+}
+
+func TestChainIntegrityValid(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, _ := buildChain(t, s, sizes50()...)
+	wantIntact(t, s, 51)
+	if tip := s.Tip(); tip.Height != 50 || tip.Hash != blocks[50].Hash() {
+		t.Fatalf("tip %d %s after VerifyChain, want 50 %s", tip.Height, tip.Hash, blocks[50].Hash())
+	}
+}
+
+func TestChainIntegrityFreshDatabase(t *testing.T) {
+	s, _ := newStore(t)
+	wantIntact(t, s, 1)
+	if tip := s.Tip(); tip.Height != 0 || tip.Hash != chain.GenesisHash {
+		t.Fatalf("fresh tip %d %s, want genesis", tip.Height, tip.Hash)
+	}
+}
+
+// withPebble closes s, opens its directory with Pebble directly and default
+// options, runs f on it and reopens the store.
+func withPebble(t *testing.T, s *Store, dir string, f func(db *pebble.DB)) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pebble.Open(dir, quietDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return mustOpen(t, dir)
+}
+
+func TestChainIntegrityMissingBlock(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	t.Cleanup(func() { _ = s.Close() })
+	buildChain(t, s, sizes50()...)
+	s = withPebble(t, s, dir, func(db *pebble.DB) {
+		if err := db.Delete(blockKey(25), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ce := wantCorruption(t, s, 25)
+	if !strings.Contains(ce.Reason, "missing") {
+		t.Errorf("reason %q does not say the block is missing", ce.Reason)
+	}
+}
+
+func TestChainIntegrityMissingTip(t *testing.T) {
+	s, _ := newStore(t)
+	buildChain(t, s, 1, 2, 3)
+	if err := s.db.Delete(blockKey(3), pebble.NoSync); err != nil {
+		t.Fatal(err)
+	}
+	wantCorruption(t, s, 3)
+}
+
+// A header byte changed in a middle block: the scan names that block, not
+// its child. Both are wrong from the scan's point of view: block 25's
+// signature no longer matches its (changed) hash, and block 26's prev_hash
+// no longer links to it. VerifyChain reports the lowest bad height, so 25.
+func TestChainIntegrityHashMismatch(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	t.Cleanup(func() { _ = s.Close() })
+	blocks, _ := buildChain(t, s, sizes50()...)
+	s = withPebble(t, s, dir, func(db *pebble.DB) {
+		b := *blocks[25]
+		b.Timestamp++ // still not below the parent's nor above the child's
+		if err := db.Set(blockKey(25), b.Encode(), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ce := wantCorruption(t, s, 25)
+	if !strings.Contains(ce.Reason, "signature") {
+		t.Errorf("reason %q, want the failed signature of block 25", ce.Reason)
+	}
+}
+
+// Every byte of a stored block record is covered: flipping any one of the
+// bytes of a middle block with 3 messages is caught at that block's height.
+// Genesis and the tip (whose damage the scan meets differently: exact
+// genesis, meta:last_hash) are checked every few bytes and at every field
+// boundary.
+func TestChainIntegrityFlippedByteAnywhere(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, _ := buildChain(t, s, 2, 3, 1)
+	boundaries := []int{0, 7, 8, 15, 16, 47, 48, 79, 80, 111, 112, 175, 176, 179, 180}
+	for h, b := range blocks {
+		rec := b.Encode()
+		for off := range rec {
+			if h != 2 && off%5 != 0 && !slices.Contains(boundaries, off) && off != len(rec)-1 {
+				continue
+			}
+			bad := bytes.Clone(rec)
+			bad[off] ^= 0x01
+			setRaw(t, s, blockKey(uint64(h)), bad)
+			n, err := s.VerifyChain(t.Context(), nil)
+			ce, ok := IsCorruption(err)
+			if !ok || ce.Height != uint64(h) {
+				t.Fatalf("block %d, byte %d of %d flipped: VerifyChain = %d, %v; want corruption at %d", h, off, len(rec), n, err, h)
+			}
+		}
+		setRaw(t, s, blockKey(uint64(h)), rec)
+	}
+	wantIntact(t, s, uint64(len(blocks)))
+}
+
+func TestChainIntegrityForeignSignature(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, _ := buildChain(t, s, 1, 3, 1, 2)
+	foreign := testKey(66)
+
+	// Re-signed by a foreign key, still naming the chain's producer.
+	b := *blocks[2]
+	h := b.Hash()
+	copy(b.Signature[:], ed25519.Sign(foreign, h[:]))
+	setRaw(t, s, blockKey(2), b.Encode())
+	wantCorruption(t, s, 2)
+
+	// Produced and signed by a foreign key: a valid block of another chain.
+	b.Producer = pub(foreign)
+	h = b.Hash()
+	copy(b.Signature[:], ed25519.Sign(foreign, h[:]))
+	setRaw(t, s, blockKey(2), b.Encode())
+	wantCorruption(t, s, 2)
+
+	setRaw(t, s, blockKey(2), blocks[2].Encode())
+	wantIntact(t, s, 5)
+}
+
+func TestChainIntegrityMeta(t *testing.T) {
+	type damage struct {
+		key   []byte
+		value []byte
+		at    uint64
+	}
+	s, _ := newStore(t)
+	blocks, bl := buildChain(t, s, 1, 3, 2)
+	last := uint64(len(blocks) - 1)
+	beyond := bl.seal(s.Tip(), nil)
+	be := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	wrong := blocks[2].Hash()
+
+	for name, d := range map[string]damage{
+		"meta:last_hash of another block": {keyLastHash, wrong[:], last},
+		"meta:last_hash zero":             {keyLastHash, make([]byte, 32), last},
+		"meta:last_height too high":       {keyLastHeight, be(last + 1), last + 1},
+		"meta:last_height too low":        {keyLastHeight, be(last - 1), last - 1},
+		"block beyond meta:last_height":   {blockKey(last + 1), beyond.Encode(), last + 1},
+		"meta:genesis_hash wrong":         {keyGenesisHash, wrong[:], 0},
+		"meta:producer foreign":           {keyProducer, func() []byte { p := pub(testKey(77)); return p[:] }(), 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			old, err := s.get(d.key)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Fatal(err)
+			}
+			setRaw(t, s, d.key, d.value)
+			wantCorruption(t, s, d.at)
+			if old == nil {
+				if err := s.db.Delete(d.key, pebble.NoSync); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				setRaw(t, s, d.key, old)
+			}
+			wantIntact(t, s, last+1)
+		})
+	}
+}
+
+// A record stored past meta:last_height, with the metadata otherwise right,
+// is caught at its height.
+func TestChainIntegrityBlockBeyondTip(t *testing.T) {
+	s, _ := newStore(t)
+	_, bl := buildChain(t, s, 2, 2)
+	b := bl.seal(s.Tip(), bl.messages(1))
+	setRaw(t, s, blockKey(b.Height), b.Encode())
+	ce := wantCorruption(t, s, b.Height)
+	if !strings.Contains(ce.Reason, "beyond") {
+		t.Errorf("reason %q", ce.Reason)
+	}
+}
+
+// Damaged metadata of the wrong length is reported as corruption, never a
+// panic: the node must exit with the integrity failure (SPEC exit code 3).
+func TestChainIntegrityMalformedMeta(t *testing.T) {
+	for _, d := range []struct {
+		key   []byte
+		value []byte
+	}{
+		{keyGenesisHash, make([]byte, 31)},
+		{keyGenesisHash, make([]byte, 33)},
+		{keyGenesisHash, nil},
+		{keyLastHash, make([]byte, 31)},
+		{keyLastHeight, make([]byte, 7)},
+		{keyProducer, make([]byte, 31)},
+	} {
+		t.Run(fmt.Sprintf("%s_%d_bytes", d.key, len(d.value)), func(t *testing.T) {
+			s, _ := newStore(t)
+			buildChain(t, s, 1)
+			setRaw(t, s, d.key, d.value)
+			var err error
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("VerifyChain panicked: %v", r)
+					}
+				}()
+				_, err = s.VerifyChain(t.Context(), nil)
+			}()
+			if ce, ok := IsCorruption(err); !ok || ce.Height != 0 {
+				t.Fatalf("VerifyChain = %v, want a *CorruptionError at height 0", err)
+			}
+		})
+	}
+}
+
+func TestVerifyChainHonoursContext(t *testing.T) {
+	s, _ := newStore(t)
+	buildChain(t, s, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.VerifyChain(ctx, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("VerifyChain with a cancelled context = %v, want context.Canceled", err)
+	}
+}
