@@ -279,7 +279,9 @@ func encodeConfirmed(c *Confirmed) []byte {
 	return c.Message.AppendEncoding(buf)
 }
 
-// Message returns a confirmed message, or ErrNotFound.
+// Message returns a confirmed message, or ErrNotFound. A message of a block
+// above the tip is not found: Pebble may show a batch's keys before its
+// fsync returns, but nothing of a block is visible until the tip moves.
 func (s *Store) Message(id chain.Hash) (Confirmed, error) {
 	v, err := s.get(msgKey(id))
 	if err != nil {
@@ -288,11 +290,15 @@ func (s *Store) Message(id chain.Hash) (Confirmed, error) {
 	if len(v) < 12 {
 		return Confirmed{}, fmt.Errorf("store: message %s: record of %d bytes", id, len(v))
 	}
+	height := binary.BigEndian.Uint64(v)
+	if height > s.Tip().Height {
+		return Confirmed{}, ErrNotFound
+	}
 	m, err := chain.DecodeMessage(v[12:])
 	if err != nil {
 		return Confirmed{}, fmt.Errorf("store: message %s: %w", id, err)
 	}
-	return Confirmed{Message: m, Height: binary.BigEndian.Uint64(v), Index: binary.BigEndian.Uint32(v[8:])}, nil
+	return Confirmed{Message: m, Height: height, Index: binary.BigEndian.Uint32(v[8:])}, nil
 }
 
 // HasMessage reports whether a confirmed message with id is stored.
