@@ -193,6 +193,7 @@ func (p *peer) onGossip(ctx context.Context, r p2p.Received, leaderID string, pr
 		p.cfg.Log.Warn("Rejected block: undecodable", "err", err)
 		return nil
 	}
+	p.cfg.Log.Debug("Received block by gossip", "height", b.Height, "bytes", len(r.Data), "messages", len(b.Entries))
 	tip := p.st.Tip()
 	switch {
 	case b.Height <= tip.Height:
@@ -200,14 +201,14 @@ func (p *peer) onGossip(ctx context.Context, r p2p.Received, leaderID string, pr
 	case b.Height > tip.Height+1:
 		return p.catchUp(ctx, producer)
 	}
-	p.accept([]*chain.Block{b}, producer)
+	p.accept([]*chain.Block{b}, producer, "gossip")
 	return nil
 }
 
 // accept verifies blocks as the tip's successors and stores the valid
 // leading run in one atomic batch; the first invalid block and everything
 // after it is rejected and logged. It returns how many it stored.
-func (p *peer) accept(blocks []*chain.Block, producer chain.PublicKey) int {
+func (p *peer) accept(blocks []*chain.Block, producer chain.PublicKey, via string) int {
 	tip := p.st.Tip()
 	n, verr := chain.CheckSequence(&tip.Header, tip.Hash, blocks, producer)
 	if n > 0 {
@@ -216,10 +217,18 @@ func (p *peer) accept(blocks []*chain.Block, producer chain.PublicKey) int {
 			return 0
 		}
 		last := blocks[n-1]
-		p.cfg.Log.Debug("Stored blocks", "from", blocks[0].Height, "to", last.Height)
+		p.cfg.Log.Debug("Stored blocks", "from", blocks[0].Height, "to", last.Height, "via", via, "messages", countEntries(blocks[:n]))
 	}
 	if verr != nil {
 		p.cfg.Log.Warn("Rejected block", "height", blocks[n].Height, "err", verr)
+	}
+	return n
+}
+
+func countEntries(blocks []*chain.Block) int {
+	n := 0
+	for _, b := range blocks {
+		n += len(b.Entries)
 	}
 	return n
 }
@@ -236,7 +245,7 @@ func (p *peer) catchUp(ctx context.Context, producer chain.PublicKey) error {
 		if len(blocks) == 0 {
 			return nil
 		}
-		if n := p.accept(blocks, producer); n < len(blocks) {
+		if n := p.accept(blocks, producer, "catch-up"); n < len(blocks) {
 			return fmt.Errorf("node: catch-up from %d stopped after %d of %d blocks", from, n, len(blocks))
 		}
 		if len(blocks) > 1 {

@@ -67,7 +67,7 @@ func signed(t *testing.T, n int) []chain.Message {
 func TestPeerAcceptsNextBlock(t *testing.T) {
 	f := newFixture(t, "")
 	b1 := f.next(chain.Genesis(), signed(t, 3)...)
-	if n := f.peer.accept([]*chain.Block{b1}, f.producer); n != 1 {
+	if n := f.peer.accept([]*chain.Block{b1}, f.producer, "test"); n != 1 {
 		t.Fatalf("accepted %d blocks, want 1", n)
 	}
 	if tip := f.st.Tip(); tip.Height != 1 || tip.Hash != b1.Hash() {
@@ -78,7 +78,7 @@ func TestPeerAcceptsNextBlock(t *testing.T) {
 // rejected asserts that b is not stored and the tip stays at want.
 func (f *fixture) rejected(t *testing.T, b *chain.Block, want uint64) {
 	t.Helper()
-	if n := f.peer.accept([]*chain.Block{b}, f.producer); n != 0 {
+	if n := f.peer.accept([]*chain.Block{b}, f.producer, "test"); n != 0 {
 		t.Fatalf("accepted a block that must be rejected")
 	}
 	if tip := f.st.Tip(); tip.Height != want {
@@ -92,7 +92,7 @@ func (f *fixture) rejected(t *testing.T, b *chain.Block, want uint64) {
 func TestPeerRejectsWrongPrevHash(t *testing.T) {
 	f := newFixture(t, "")
 	b1 := f.next(chain.Genesis())
-	f.peer.accept([]*chain.Block{b1}, f.producer)
+	f.peer.accept([]*chain.Block{b1}, f.producer, "test")
 	bad := *b1 // a sibling of b1 as parent: right height, wrong prev_hash
 	bad.Timestamp++
 	b2 := f.next(&bad)
@@ -125,7 +125,7 @@ func TestPeerRejectsTimestampBelowParent(t *testing.T) {
 	b1.Timestamp = 500
 	h := b1.Hash()
 	copy(b1.Signature[:], ed25519.Sign(f.key, h[:]))
-	f.peer.accept([]*chain.Block{b1}, f.producer)
+	f.peer.accept([]*chain.Block{b1}, f.producer, "test")
 	b2 := chain.Seal(&b1.Header, nil, 0, f.key)
 	b2.Timestamp = 499
 	h = b2.Hash()
@@ -146,7 +146,7 @@ func TestPeerStoresValidPrefixOfCatchUp(t *testing.T) {
 	b2 := f.next(b1)
 	b3 := f.next(b2)
 	b3.Signature[0] ^= 1
-	if n := f.peer.accept([]*chain.Block{b1, b2, b3}, f.producer); n != 2 {
+	if n := f.peer.accept([]*chain.Block{b1, b2, b3}, f.producer, "test"); n != 2 {
 		t.Fatalf("stored %d blocks, want the 2 valid ones", n)
 	}
 	if tip := f.st.Tip(); tip.Height != 2 {
@@ -179,7 +179,7 @@ func TestPeerFetchesAndKeepsVerifiedMessage(t *testing.T) {
 	f := newFixture(t, srv.URL)
 	msgs := signed(t, 5)
 	b1 := f.next(chain.Genesis(), msgs...)
-	f.peer.accept([]*chain.Block{b1}, f.producer)
+	f.peer.accept([]*chain.Block{b1}, f.producer, "test")
 	var err error
 	if view, err = viewIn(b1, store.Confirmed{Message: msgs[3], Height: 1, Index: 3}, chain.NewTree(b1.Entries)); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestPeerRefusesMessageNotMatchingProof(t *testing.T) {
 	f := newFixture(t, srv.URL)
 	msgs := signed(t, 4)
 	b1 := f.next(chain.Genesis(), msgs...)
-	f.peer.accept([]*chain.Block{b1}, f.producer)
+	f.peer.accept([]*chain.Block{b1}, f.producer, "test")
 
 	// The leader answers with a message whose content differs from what the
 	// block committed to; it is correctly signed by its sender, so only the
@@ -212,7 +212,7 @@ func TestPeerRefusesMessageNotMatchingProof(t *testing.T) {
 	orig := chain.SignMessage(sender, 9, "original")
 	orig.Timestamp = 1000
 	b2 := f.next(b1, orig)
-	f.peer.accept([]*chain.Block{b2}, f.producer)
+	f.peer.accept([]*chain.Block{b2}, f.producer, "test")
 	forged := chain.SignMessage(sender, 9, "forged")
 	forged.Timestamp = 1000
 	if view, _ = viewIn(b2, store.Confirmed{Message: orig, Height: 2, Index: 0}, chain.NewTree(b2.Entries)); view.Content != "original" {
