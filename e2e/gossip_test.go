@@ -17,7 +17,7 @@ import (
 func TestLargeBlockReachesPeerByGossip(t *testing.T) {
 	t.Parallel()
 	const n = 20000
-	leader := startNode(t, "--leader", "--block-interval", "3s", "--max-block-messages", strconv.Itoa(n))
+	leader := startNode(t, "--leader", "--block-interval", "2s", "--max-block-messages", strconv.Itoa(n))
 	peer := startNode(t, "--leader-rpc", leader.URL(), "--log-level", "debug")
 
 	// Sign before the clock matters.
