@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// ChainConfig is a chain that the restart and catchup scenarios build
+// before they measure: Blocks blocks of MessagesPerBlock messages each.
+type ChainConfig struct {
+	Blocks           int
+	MessagesPerBlock int
+	// BuildInterval is the building leader's block interval. Blocks hold
+	// MessagesPerBlock only while messages arrive at least that fast;
+	// otherwise they hold what came, and the report says how many in all.
+	BuildInterval time.Duration
+	ContentBytes  int
+}
+
+// Validate checks c.
+func (c *ChainConfig) Validate() error {
+	switch {
+	case c.Blocks < 1:
+		return errors.New("--blocks must be at least 1")
+	case c.MessagesPerBlock < 0 || c.MessagesPerBlock > 10000:
+		return errors.New("--messages-per-block must be from 0 to 10000")
+	case c.BuildInterval < time.Millisecond:
+		return errors.New("--build-interval must be at least 1ms")
+	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
+		return errors.New("--content-bytes must be from 1 to 65536")
+	}
+	return nil
+}
+
+func (c *ChainConfig) params() map[string]any {
+	return map[string]any{
+		"blocks": c.Blocks, "messages_per_block": c.MessagesPerBlock,
+		"build_interval": c.BuildInterval.String(), "content_bytes": c.ContentBytes,
+	}
+}
+
+// builtChain is a stopped leader's data directory holding a built chain.
+type builtChain struct {
+	dir      string
+	height   uint64
+	messages int
+	took     time.Duration
+	peakRSS  int64 // of the leader that built it, which took every message
+	disk     int64 // du of the data directory after the stop
+	apparent int64 // the sum of its files' sizes
+}
+
+// buildChain runs a leader with a short block interval and at most
+// MessagesPerBlock messages a block, feeds it signed batches (signed as it
+// goes: building is not measured) until it has sealed Blocks blocks, lets
+// it seal its queue, and stops it gracefully.
+func buildChain(ctx context.Context, sup *Supervisor, cfg ChainConfig, what string) (*builtChain, error) {
+	start := time.Now()
+	var height, sealed atomic.Int64
+	perBlock := max(cfg.MessagesPerBlock, 1)
+	ldr, err := sup.Start(ctx, NodeSpec{
+		Name: "builder",
+		Args: []string{"--leader", "--block-interval", cfg.BuildInterval.String(), "--max-block-messages", fmt.Sprint(perBlock)},
+		OnLine: func(l *LogLine) {
+			if h, n, ok := l.ProducedBlock(); ok {
+				height.Store(int64(h))
+				sealed.Add(int64(n))
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ldr.Kill()
+
+	total := cfg.Blocks * cfg.MessagesPerBlock
+	batch := min(1000, max(100, 20*cfg.MessagesPerBlock))
+	// Keep the queue short, so that a stop at height Blocks leaves little
+	// to seal past it.
+	queueCap := int64(max(200*cfg.MessagesPerBlock, 2*batch))
+	keys := NewPool(cfg.ContentBytes, "chain").keys
+	var next, acked atomic.Int64
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	fctx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	done := func() bool { return fctx.Err() != nil || height.Load() >= int64(cfg.Blocks) }
+	client := newHTTPClient(runtime.NumCPU() * 2)
+	defer client.CloseIdleConnections()
+	for range runtime.NumCPU() * 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bodies := make([][]byte, 0, batch)
+			for !done() {
+				if acked.Load()-sealed.Load() > queueCap {
+					time.Sleep(2 * time.Millisecond)
+					continue
+				}
+				lo := int(next.Add(int64(batch)) - int64(batch))
+				if lo >= total {
+					return
+				}
+				hi := min(lo+batch, total)
+				bodies = bodies[:0]
+				for i := lo; i < hi; i++ {
+					m := signed(keys, cfg.ContentBytes, i)
+					bodies = append(bodies, submissionJSON(&m))
+				}
+				codes, err := post(fctx, client, ldr.URL+"/messages", batchBody(bodies), hi-lo)
+				if err != nil {
+					if fctx.Err() == nil {
+						errOnce.Do(func() { firstErr = fmt.Errorf("bench: building the chain: %w", err) })
+						stopFeed()
+					}
+					return
+				}
+				for _, c := range codes {
+					if c == 0 {
+						acked.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	// Progress, and the end: Blocks sealed, or every message sent.
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	fed := make(chan struct{})
+	go func() { wg.Wait(); close(fed) }()
+	for waiting := true; waiting; {
+		select {
+		case <-fed:
+			waiting = false
+		case <-tick.C:
+			sup.Progressf("%s: building chain: height %d of %d, %d messages sealed (%v)", what, height.Load(), cfg.Blocks, sealed.Load(), time.Since(start).Round(time.Second))
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := waitDrained(ctx, ldr.Client, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	// Every message is sealed; let the chain reach Blocks with empty blocks.
+	for height.Load() < int64(cfg.Blocks) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+			sup.Progressf("%s: building chain: height %d of %d (%v)", what, height.Load(), cfg.Blocks, time.Since(start).Round(time.Second))
+		case <-time.After(pollEvery):
+		}
+	}
+	if err := ldr.Stop(); err != nil {
+		return nil, err
+	}
+	bc := &builtChain{dir: ldr.DBPath, took: time.Since(start), peakRSS: ldr.PeakRSS()}
+	// The stop may seal one more block: read what was logged last.
+	bc.height, bc.messages = uint64(height.Load()), int(sealed.Load())
+	if bc.disk, bc.apparent, err = diskUsage(ldr.DBPath); err != nil {
+		return nil, fmt.Errorf("bench: disk usage: %w", err)
+	}
+	sup.Progressf("%s: built %d blocks with %d messages in %v", what, bc.height, bc.messages, bc.took.Round(time.Millisecond))
+	return bc, nil
+}
+
+// submissionJSON is the body of POST /message for m.
+func submissionJSON(m *chain.Message) []byte {
+	b, err := json.Marshal(api.NewSubmission(m))
+	if err != nil {
+		panic(err) // strings and numbers only: cannot fail
+	}
+	return b
+}
+
+// addChainMetrics reports what the built chain is and what building it cost.
+func addChainMetrics(rep *ScenarioReport, bc *builtChain, cfg ChainConfig) {
+	rep.Add("chain_height", "blocks", float64(bc.height))
+	rep.Add("chain_messages", "msgs", float64(bc.messages))
+	rep.Add("build_time", "s", bc.took.Seconds())
+	if bc.peakRSS > 0 {
+		rep.Add("builder_peak_rss", "MB", float64(bc.peakRSS)/(1<<20))
+		if bc.messages >= targetRSSMessages {
+			rep.Target("builder_peak_rss", "MB", Target{Op: "<=", Value: targetPeakRSSMB, Note: "after 1,000,000 messages"})
+		}
+	}
+	if bc.messages > 0 {
+		rep.Add("disk_per_msg", "B/msg", float64(bc.disk)/float64(bc.messages))
+		rep.Add("disk_apparent_per_msg", "B/msg", float64(bc.apparent)/float64(bc.messages))
+		if cfg.ContentBytes == targetDiskContent {
+			rep.Target("disk_per_msg", "B/msg", Target{Op: "<=", Value: targetDiskPerMsg, Note: "100-byte messages"})
+		}
+	}
+	if want := cfg.Blocks * cfg.MessagesPerBlock; bc.messages < want {
+		rep.Notef("the chain holds %d messages, not %d: messages did not arrive fast enough for every block to be full at --build-interval %v (mean %.1f a block)",
+			bc.messages, want, cfg.BuildInterval, float64(bc.messages)/math.Max(float64(bc.height), 1))
+	}
+	rep.Notef("the chain is built once (not timed) and every run measures it; it ends a few blocks past --blocks, sealed while the queue drained; disk_per_msg is du of the stopped builder's data directory ÷ messages, blocks included")
+}

@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
+)
+
+// pollEvery is how often the waits below look again.
+const pollEvery = 20 * time.Millisecond
+
+// waitDrained polls a leader's /health until nothing is pending and
+// returns its height at that moment: every message acknowledged before the
+// call is then in a block at or below it.
+func waitDrained(ctx context.Context, c *api.Client, timeout time.Duration) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		h, err := c.Health(ctx)
+		if err == nil && h.Pending == 0 {
+			return h.Height, nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("%d messages still pending", h.Pending)
+			}
+			return 0, fmt.Errorf("bench: waiting for the leader to seal its queue: %w", err)
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+// waitHeight polls a node's /height until it is at least h and returns
+// when it first saw that.
+func waitHeight(ctx context.Context, c *api.Client, h uint64, timeout time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		got, err := c.Height(ctx)
+		if err == nil && got.Height >= h {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("at %d", got.Height)
+			}
+			return time.Time{}, fmt.Errorf("bench: waiting for %s to reach height %d: %w", c.Base(), h, err)
+		case <-time.After(pollEvery / 4):
+		}
+	}
+}
+
+// readBlocks calls fn with every block from height from to height to, in
+// order, read in the binary form of GET /blocks.
+func readBlocks(ctx context.Context, c *api.Client, from, to uint64, fn func(*chain.Block)) error {
+	for h := from; h <= to; {
+		bs, err := c.BlockRecords(ctx, h, api.MaxBlocksBinary)
+		if err != nil {
+			return fmt.Errorf("bench: read blocks from %d: %w", h, err)
+		}
+		if len(bs) == 0 {
+			return fmt.Errorf("bench: node has no block %d", h)
+		}
+		for _, b := range bs {
+			if h > to {
+				return nil
+			}
+			if b.Height != h {
+				return fmt.Errorf("bench: asked for block %d, got %d", h, b.Height)
+			}
+			fn(b)
+			h++
+		}
+	}
+	return nil
+}
+
+// inclusion is where a load's messages ended up.
+type inclusion struct {
+	blockMs   []uint64 // per message from the load's From: the timestamp of the block holding it; 0 in none
+	lastMs    uint64   // the latest block that holds a message of the load
+	confirmed int      // the load's messages in blocks
+	foreign   int      // entries in blocks that are not the load's
+	twice     int      // the load's messages found in more than one block
+}
+
+// findMessages reads the chain up to height and locates the messages
+// [from, to) of pool.
+func findMessages(ctx context.Context, c *api.Client, pool *Pool, from, to int, height uint64) (*inclusion, error) {
+	in := &inclusion{blockMs: make([]uint64, to-from)}
+	err := readBlocks(ctx, c, 1, height, func(b *chain.Block) {
+		for _, e := range b.Entries {
+			i, ok := pool.Index(e.ID)
+			if !ok || i < from || i >= to {
+				in.foreign++
+				continue
+			}
+			if in.blockMs[i-from] != 0 {
+				in.twice++
+				continue
+			}
+			in.blockMs[i-from] = b.Timestamp
+			in.confirmed++
+			in.lastMs = max(in.lastMs, b.Timestamp)
+		}
+	})
+	return in, err
+}

@@ -1,0 +1,329 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"time"
+)
+
+// IngestConfig is the ingest scenario: Clients concurrent clients submit
+// pre-signed unique messages to a fresh leader for Duration, one per
+// POST /message (mode single) and Batch per POST /messages (mode batch),
+// and the same load is sent to the bare durable endpoint.
+type IngestConfig struct {
+	Clients      int
+	Duration     time.Duration
+	Mode         string  // "single", "batch" or "both"
+	Batch        int     // messages per POST /messages
+	Rate         float64 // offered messages/s, open loop; 0 closed loop
+	ContentBytes int
+	// Presign is how many messages to sign before the first run; 0 picks
+	// by Duration. A closed-loop run that uses them all up before Duration
+	// is over is discarded, and repeated with more.
+	Presign int
+	// BlockInterval is the leader's; 0 runs it with --test-mode (100 ms).
+	BlockInterval    time.Duration
+	MaxBlockMessages int  // the leader's --max-block-messages; 0 its default
+	NoBare           bool // skip the bare endpoint
+}
+
+// Validate checks c and fills in defaults.
+func (c *IngestConfig) Validate() error {
+	switch c.Mode {
+	case "":
+		c.Mode = "both"
+	case "single", "batch", "both":
+	default:
+		return fmt.Errorf("--mode %q: want single, batch or both", c.Mode)
+	}
+	switch {
+	case c.Clients < 1:
+		return errors.New("--clients must be at least 1")
+	case c.Duration <= 0:
+		return errors.New("--duration must be positive")
+	case c.Batch < 2 || c.Batch > 1000:
+		return errors.New("--batch must be from 2 to 1000")
+	case c.Rate < 0:
+		return errors.New("--rate must not be negative")
+	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
+		return errors.New("--content-bytes must be from 1 to 65536")
+	case c.Presign < 0:
+		return errors.New("--presign must not be negative")
+	case c.BlockInterval < 0:
+		return errors.New("--block-interval must not be negative")
+	case c.MaxBlockMessages < 0:
+		return errors.New("--max-block-messages must not be negative")
+	}
+	return nil
+}
+
+func (c *IngestConfig) modes() []string {
+	if c.Mode == "both" {
+		return []string{"single", "batch"}
+	}
+	return []string{c.Mode}
+}
+
+func (c *IngestConfig) interval() time.Duration {
+	if c.BlockInterval > 0 {
+		return c.BlockInterval
+	}
+	return 100 * time.Millisecond
+}
+
+func (c *IngestConfig) leaderArgs() []string {
+	args := []string{"--leader"}
+	if c.BlockInterval > 0 {
+		args = append(args, "--block-interval", c.BlockInterval.String())
+	} else {
+		args = append(args, "--test-mode")
+	}
+	if c.MaxBlockMessages > 0 {
+		args = append(args, "--max-block-messages", fmt.Sprint(c.MaxBlockMessages))
+	}
+	return args
+}
+
+// Ingest targets (issue #4).
+const (
+	targetSingleCommitted = 15000
+	targetBatchCommitted  = 50000
+	targetRatioToBare     = 0.60
+	targetInclusionSlack  = 50 // ms over the block interval, at 10,000 msgs/s
+	targetInclusionRate   = 10000
+	targetPeakRSSMB       = 150 // after 1,000,000 messages
+	targetRSSMessages     = 1_000_000
+	targetDiskPerMsg      = 400 // bytes, for 100-byte messages
+	targetDiskContent     = 100
+)
+
+// closedLoopGuess is the rate the first pool of a closed-loop run is
+// signed for, per mode; a faster node makes the next pool larger.
+var closedLoopGuess = map[string]float64{"single": 25000, "batch": 60000}
+
+// Ingest runs the ingest scenario runs times.
+func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*ScenarioReport, error) {
+	rep := NewScenarioReport("ingest", runs, map[string]any{
+		"clients": cfg.Clients, "duration": cfg.Duration.String(), "mode": cfg.Mode, "batch": cfg.Batch,
+		"rate": cfg.Rate, "content_bytes": cfg.ContentBytes, "block_interval": cfg.interval().String(),
+		"max_block_messages": cfg.MaxBlockMessages,
+	})
+	pool := NewPool(cfg.ContentBytes, "ingest")
+	for _, mode := range cfg.modes() {
+		batch := 1
+		if mode == "batch" {
+			batch = cfg.Batch
+		}
+		need := cfg.Presign
+		if need == 0 {
+			rate := cfg.Rate
+			if rate == 0 {
+				rate = closedLoopGuess[mode]
+			}
+			need = int(math.Ceil(rate * cfg.Duration.Seconds() * 1.1))
+		}
+		need = roundUp(max(need, batch), batch)
+		for run := 1; run <= runs; run++ {
+			if err := ingestRun(ctx, sup, &cfg, rep, pool, mode, batch, need, run, runs); err != nil {
+				return rep, err
+			}
+			need = max(need, pool.Len())
+		}
+	}
+	ingestTargets(&cfg, rep)
+	rep.Notef("committed/s = messages of the load found in blocks ÷ (timestamp of the last block holding one − load start); inclusion latency = block timestamp (leader clock, ms) − submit start (this tool's clock, same machine)")
+	rep.Notef("ratio_to_bare = Kimura's accepted/s ÷ the bare endpoint's accepted/s under the same client loop; the bare endpoint is HTTP + JSON decode + one synced Pebble commit per request, no verification, in a child process of its own as the node is")
+	if cfg.Rate > 0 {
+		rep.Notef("open loop: latencies count from when a request was due, so a server that falls behind is charged for the queue it causes")
+	}
+	rep.Notef("disk_per_msg is du (allocated blocks) of the stopped leader's data directory ÷ messages committed; Pebble preallocates each WAL file (about 4.5 MB here), so short runs are dominated by that fixed cost; disk_apparent_per_msg sums file sizes")
+	rep.Notef("the load generator runs on the same %d cores as the node and takes part of them", runtime.NumCPU())
+	return rep, nil
+}
+
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+// ingestRun measures one mode once against Kimura and once against the
+// bare endpoint.
+func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *ScenarioReport, pool *Pool, mode string, batch, need, run, runs int) error {
+	p := mode + "."
+	var (
+		lr  *LoadResult
+		in  *inclusion
+		ldr *Node
+		rss int64
+	)
+	for attempt := 0; ; attempt++ {
+		if pool.Len() < need {
+			sup.Progressf("ingest: signing %d messages (not timed)", need-pool.Len())
+			if err := pool.Grow(ctx, need); err != nil {
+				return err
+			}
+		}
+		var err error
+		ldr, err = sup.Start(ctx, NodeSpec{Name: "leader", Args: cfg.leaderArgs()})
+		if err != nil {
+			return err
+		}
+		spec := LoadSpec{URL: ldr.URL, Batch: batch, Clients: cfg.Clients, Duration: cfg.Duration, Rate: cfg.Rate, From: 0, To: need}
+		lr, err = RunLoad(ctx, pool, spec)
+		if err != nil {
+			ldr.Kill()
+			return err
+		}
+		short := lr.Exhausted && lr.ExhaustedAt < cfg.Duration*95/100
+		if short && cfg.Rate == 0 && attempt < 3 {
+			ldr.Kill()
+			sup.Remove(ldr.DBPath)
+			rate := float64(lr.Sent) / lr.ExhaustedAt.Seconds()
+			need = roundUp(int(rate*cfg.Duration.Seconds()*1.3), batch)
+			sup.Progressf("ingest %s: %d pre-signed messages ran out after %.1fs; repeating with %d", mode, lr.Sent, lr.ExhaustedAt.Seconds(), need)
+			continue
+		}
+		if short {
+			rep.Notef("%s run %d: the pre-signed messages ran out after %.2fs of %v; raise --presign", mode, run, lr.ExhaustedAt.Seconds(), cfg.Duration)
+		}
+		height, err := waitDrained(ctx, ldr.Client, 60*time.Second+cfg.Duration)
+		if err != nil {
+			ldr.Kill()
+			return err
+		}
+		rss = ldr.SampleRSS() // before reading the chain back adds its own
+		in, err = findMessages(ctx, ldr.Client, pool, 0, need, height)
+		if err != nil {
+			ldr.Kill()
+			return err
+		}
+		if err := ldr.Stop(); err != nil {
+			return err
+		}
+		break
+	}
+
+	startMs := float64(lr.Start.UnixMicro()) / 1000
+	var incl []float64
+	ackedMissing, unackedCommitted := 0, 0
+	for i := 0; i < need; i++ {
+		at, sent := lr.SubmitMicros(i)
+		inBlock := in.blockMs[i] != 0
+		if lr.IsAcked(i) && !inBlock {
+			ackedMissing++
+		}
+		if inBlock && !lr.IsAcked(i) {
+			unackedCommitted++
+		}
+		if inBlock && sent {
+			incl = append(incl, float64(in.blockMs[i])-float64(at)/1000)
+		}
+	}
+	committedPerS := math.NaN()
+	if in.confirmed > 0 {
+		committedPerS = float64(in.confirmed) / ((float64(in.lastMs) - startMs) / 1000)
+	}
+	acceptedPerS := float64(lr.Acked) / lr.Seconds()
+
+	if cfg.Rate > 0 {
+		rep.Add(p+"offered_per_s", "msg/s", float64(lr.Sent)/cfg.Duration.Seconds())
+	}
+	rep.Add(p+"accepted_per_s", "msg/s", acceptedPerS)
+	rep.Add(p+"committed_per_s", "msg/s", committedPerS)
+	rep.Add(p+"submit_p50", "ms", Percentile(lr.Latencies, 50))
+	rep.Add(p+"submit_p99", "ms", Percentile(lr.Latencies, 99))
+	rep.Add(p+"inclusion_p50", "ms", Percentile(incl, 50))
+	rep.Add(p+"inclusion_p99", "ms", Percentile(incl, 99))
+	rep.Add(p+"acked_missing", "msgs", float64(ackedMissing))
+	rep.Add(p+"refused", "msgs", float64(lr.Refused))
+	rep.Add(p+"no_answer", "msgs", float64(lr.Failed))
+	rep.Add(p+"committed", "msgs", float64(in.confirmed))
+	if rss > 0 {
+		rep.Add(p+"leader_peak_rss", "MB", float64(rss)/(1<<20))
+	}
+	if du, apparent, err := diskUsage(ldr.DBPath); err == nil && in.confirmed > 0 {
+		rep.Add(p+"disk_per_msg", "B/msg", float64(du)/float64(in.confirmed))
+		rep.Add(p+"disk_apparent_per_msg", "B/msg", float64(apparent)/float64(in.confirmed))
+	}
+	sup.Remove(ldr.DBPath)
+	if len(lr.Codes) > 0 {
+		rep.Notef("%s run %d: refused with HTTP status counts %v", mode, run, lr.Codes)
+	}
+	if lr.FirstError != "" {
+		rep.Notef("%s run %d: %d messages got no answer, first error: %s", mode, run, lr.Failed, lr.FirstError)
+	}
+	if unackedCommitted > 0 {
+		rep.Notef("%s run %d: %d messages are in blocks without having been acknowledged (no answer or refused)", mode, run, unackedCommitted)
+	}
+	if in.twice > 0 || in.foreign > 0 {
+		rep.Notef("%s run %d: the chain holds %d messages twice and %d messages not sent by this run", mode, run, in.twice, in.foreign)
+	}
+
+	bareLine := ""
+	if !cfg.NoBare {
+		bareRate, barePct, bareRSS, err := bareRun(ctx, sup, cfg, pool, batch, need)
+		if err != nil {
+			return err
+		}
+		rep.Add(p+"bare_accepted_per_s", "msg/s", bareRate)
+		rep.Add(p+"bare_submit_p99", "ms", barePct)
+		if bareRSS > 0 {
+			rep.Add(p+"bare_peak_rss", "MB", float64(bareRSS)/(1<<20))
+		}
+		rep.Add(p+"ratio_to_bare", "ratio", acceptedPerS/bareRate)
+		bareLine = fmt.Sprintf(", bare %.0f/s (ratio %.2f)", bareRate, acceptedPerS/bareRate)
+	}
+	sup.Progressf("ingest %s run %d/%d: accepted %.0f/s, committed %.0f/s, submit p99 %.1f ms, inclusion p99 %.1f ms, acked-but-missing %d%s",
+		mode, run, runs, acceptedPerS, committedPerS, Percentile(lr.Latencies, 99), Percentile(incl, 99), ackedMissing, bareLine)
+	return nil
+}
+
+// bareRun sends the same load to the bare endpoint, run as a child
+// process, and returns its accepted/s, p99 request latency and peak RSS.
+// The bare endpoint checks nothing, so when the pool runs out the load
+// starts over from its first message.
+func bareRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, pool *Pool, batch, n int) (rate, p99 float64, rss int64, _ error) {
+	b, err := sup.Start(ctx, NodeSpec{Name: "bare", Bare: true})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer sup.Remove(b.DBPath)
+	lr, err := RunLoad(ctx, pool, LoadSpec{URL: b.URL, Batch: batch, Clients: cfg.Clients, Duration: cfg.Duration, Rate: cfg.Rate, From: 0, To: n, Wrap: true})
+	if err != nil {
+		b.Kill()
+		return 0, 0, 0, err
+	}
+	if err := b.Stop(); err != nil {
+		return 0, 0, 0, err
+	}
+	if lr.Acked == 0 {
+		return 0, 0, 0, fmt.Errorf("bench: the bare endpoint acknowledged nothing (%d refused, %d unanswered: %s)", lr.Refused, lr.Failed, lr.FirstError)
+	}
+	return float64(lr.Acked) / lr.Seconds(), Percentile(lr.Latencies, 99), b.PeakRSS(), nil
+}
+
+func ingestTargets(cfg *IngestConfig, rep *ScenarioReport) {
+	for _, mode := range cfg.modes() {
+		p := mode + "."
+		if cfg.Rate == 0 {
+			switch mode {
+			case "single":
+				rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetSingleCommitted, Note: "closed loop, 64 clients"})
+				if !cfg.NoBare {
+					rep.Target(p+"ratio_to_bare", "ratio", Target{Op: ">=", Value: targetRatioToBare})
+				}
+			case "batch":
+				rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetBatchCommitted})
+			}
+		} else if cfg.Rate <= targetInclusionRate {
+			rep.Target(p+"inclusion_p99", "ms", Target{Op: "<=", Value: float64(cfg.interval().Milliseconds() + targetInclusionSlack), Note: "block interval + 50 ms at up to 10,000 msgs/s"})
+		}
+		rep.Target(p+"acked_missing", "msgs", Target{Op: "==", Value: 0, Every: true})
+		if cfg.ContentBytes == targetDiskContent {
+			rep.Target(p+"disk_per_msg", "B/msg", Target{Op: "<=", Value: targetDiskPerMsg, Note: "100-byte messages"})
+		}
+		if m := rep.metric(p+"committed", "msgs"); len(m.Values) > 0 && Median(m.Values) >= targetRSSMessages {
+			rep.Target(p+"leader_peak_rss", "MB", Target{Op: "<=", Value: targetPeakRSSMB, Note: "after 1,000,000 messages"})
+		}
+	}
+}

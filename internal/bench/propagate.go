@@ -1,0 +1,457 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// PropagateConfig is the propagate scenario: a leader and Peers peers; the
+// time from the leader's commit of a block to each peer's commit of it, for
+// blocks of one message and, under a load of Rate msgs/s, of 1,000 and more;
+// then, on a second cluster, whether a block of MaxBlockMessages messages
+// reaches every peer.
+type PropagateConfig struct {
+	Peers            int
+	Duration         time.Duration // of the load that makes large blocks
+	Rate             float64       // msgs/s of that load; at 100 ms blocks, 15,000/s makes ~1,500-message blocks
+	Batch            int           // messages per POST /messages of that load
+	SmallBlocks      int           // one-message blocks to measure
+	MaxBlockMessages int           // the leaders' --max-block-messages, and the size of the full block
+	// FillInterval is the second leader's block interval, long enough to
+	// submit MaxBlockMessages messages between two blocks; 0 picks by size.
+	FillInterval time.Duration
+	ContentBytes int
+}
+
+// Validate checks c and fills in defaults.
+func (c *PropagateConfig) Validate() error {
+	switch {
+	case c.Peers < 1:
+		return errors.New("--peers must be at least 1")
+	case c.Duration <= 0:
+		return errors.New("--duration must be positive")
+	case c.Rate <= 0:
+		return errors.New("--rate must be positive")
+	case c.Batch < 1 || c.Batch > 1000:
+		return errors.New("--batch must be from 1 to 1000")
+	case c.SmallBlocks < 0:
+		return errors.New("--small-blocks must not be negative")
+	case c.MaxBlockMessages < 1:
+		return errors.New("--max-block-messages must be at least 1")
+	case c.FillInterval < 0:
+		return errors.New("--fill-interval must not be negative")
+	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
+		return errors.New("--content-bytes must be from 1 to 65536")
+	}
+	if c.FillInterval == 0 {
+		c.FillInterval = max(2*time.Second, time.Duration(float64(c.MaxBlockMessages)/4000*float64(time.Second)))
+	}
+	return nil
+}
+
+// Propagate targets (issue #4).
+const targetPropagateP99 = 20 // ms, to 3 peers, 1,000-message blocks
+
+// propagateInterval is the first cluster's block interval (--test-mode).
+const propagateInterval = 100 * time.Millisecond
+
+// propagateClients is how many requests the load keeps in flight at most.
+const propagateClients = 16
+
+// commitLog collects, from the nodes' logs, when each block was committed:
+// the leader's "Produced block H with N messages" and each peer's debug
+// "Stored blocks from=A to=B" (which stores A..B in one batch).
+type commitLog struct {
+	mu       sync.Mutex
+	leader   map[uint64]time.Time
+	count    map[uint64]int
+	peers    []map[uint64]time.Time
+	produced chan uint64 // heights as produced; sends never block, so it may miss some
+}
+
+func newCommitLog(peers int) *commitLog {
+	c := &commitLog{leader: map[uint64]time.Time{}, count: map[uint64]int{}, produced: make(chan uint64, 256)}
+	for range peers {
+		c.peers = append(c.peers, map[uint64]time.Time{})
+	}
+	return c
+}
+
+func (c *commitLog) onLeader(l *LogLine) {
+	h, n, ok := l.ProducedBlock()
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	c.leader[h], c.count[h] = l.When(), n
+	c.mu.Unlock()
+	select {
+	case c.produced <- h:
+	default:
+	}
+}
+
+func (c *commitLog) onPeer(i int) func(*LogLine) {
+	return func(l *LogLine) {
+		from, to, ok := l.StoredBlocks()
+		if !ok {
+			return
+		}
+		c.mu.Lock()
+		for h := from; h <= to; h++ {
+			if _, seen := c.peers[i][h]; !seen {
+				c.peers[i][h] = l.When()
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// nextProduced waits for a block produced after the call and returns its height.
+func (c *commitLog) nextProduced(ctx context.Context, timeout time.Duration) (uint64, error) {
+	for drained := false; !drained; {
+		select {
+		case <-c.produced:
+		default:
+			drained = true
+		}
+	}
+	select {
+	case h := <-c.produced:
+		return h, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(timeout):
+		return 0, fmt.Errorf("bench: the leader produced no block within %v", timeout)
+	}
+}
+
+// delays returns, for each block in (after, upTo], its message count and
+// each peer's delay in ms (NaN where the peer has not stored it).
+func (c *commitLog) delays(after, upTo uint64) (counts []int, delays [][]float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h := after + 1; h <= upTo; h++ {
+		lt, ok := c.leader[h]
+		if !ok {
+			continue
+		}
+		d := make([]float64, len(c.peers))
+		for i, p := range c.peers {
+			d[i] = math.NaN()
+			if pt, ok := p[h]; ok {
+				d[i] = float64(pt.Sub(lt).Microseconds()) / 1000
+			}
+		}
+		counts = append(counts, c.count[h])
+		delays = append(delays, d)
+	}
+	return counts, delays
+}
+
+// cluster is a leader and its peers.
+type cluster struct {
+	leader *Node
+	peers  []*Node
+	log    *commitLog
+}
+
+func startCluster(ctx context.Context, sup *Supervisor, peers int, leaderArgs []string) (*cluster, error) {
+	c := &cluster{log: newCommitLog(peers)}
+	var err error
+	c.leader, err = sup.Start(ctx, NodeSpec{Name: "leader", Args: leaderArgs, OnLine: c.log.onLeader})
+	if err != nil {
+		return nil, err
+	}
+	for i := range peers {
+		p, err := sup.Start(ctx, NodeSpec{
+			Name:   fmt.Sprintf("peer%d", i+1),
+			Args:   []string{"--leader-rpc", c.leader.URL, "--log-level", "debug"},
+			OnLine: c.log.onPeer(i),
+		})
+		if err != nil {
+			c.kill()
+			return nil, err
+		}
+		c.peers = append(c.peers, p)
+	}
+	return c, nil
+}
+
+// synced waits until every peer has the leader's height as of the call.
+func (c *cluster) synced(ctx context.Context, timeout time.Duration) (uint64, error) {
+	h, err := c.leader.Client.Height(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("bench: leader height: %w", err)
+	}
+	for _, p := range c.peers {
+		if _, err := waitHeight(ctx, p.Client, h.Height, timeout); err != nil {
+			return 0, err
+		}
+	}
+	return h.Height, nil
+}
+
+// stop stops every node and returns the leader's peak RSS and the largest
+// of the peers'.
+func (c *cluster) stop() (leaderRSS, peerRSS int64, err error) {
+	var errs []error
+	for _, p := range c.peers {
+		errs = append(errs, p.Stop())
+		peerRSS = max(peerRSS, p.PeakRSS())
+	}
+	errs = append(errs, c.leader.Stop())
+	return c.leader.PeakRSS(), peerRSS, errors.Join(errs...)
+}
+
+func (c *cluster) kill() {
+	for _, p := range c.peers {
+		p.Kill()
+	}
+	c.leader.Kill()
+}
+
+// Propagate runs the propagate scenario runs times.
+func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs int) (*ScenarioReport, error) {
+	rep := NewScenarioReport("propagate", runs, map[string]any{
+		"peers": cfg.Peers, "duration": cfg.Duration.String(), "rate": cfg.Rate, "batch": cfg.Batch,
+		"small_blocks": cfg.SmallBlocks, "max_block_messages": cfg.MaxBlockMessages,
+		"fill_interval": cfg.FillInterval.String(), "content_bytes": cfg.ContentBytes,
+	})
+	loadFrom := roundUp(cfg.SmallBlocks, cfg.Batch)
+	loadTo := loadFrom + roundUp(int(math.Ceil(cfg.Rate*cfg.Duration.Seconds())), cfg.Batch)
+	pool := NewPool(cfg.ContentBytes, "propagate")
+	sup.Progressf("propagate: signing %d messages (not timed)", max(loadTo, cfg.MaxBlockMessages))
+	if err := pool.Grow(ctx, max(loadTo, cfg.MaxBlockMessages)); err != nil {
+		return rep, err
+	}
+	for run := 1; run <= runs; run++ {
+		if err := propagateRun(ctx, sup, &cfg, rep, pool, loadFrom, loadTo, run, runs); err != nil {
+			return rep, err
+		}
+		if err := fullBlockRun(ctx, sup, &cfg, rep, pool, run, runs); err != nil {
+			return rep, err
+		}
+	}
+	if cfg.Peers >= 3 {
+		rep.Target("large.p99", "ms", Target{Op: "<=", Value: targetPropagateP99, Note: "1,000+-message blocks, 3 peers"})
+	}
+	rep.Target("not_reached", "blocks", Target{Op: "==", Value: 0, Every: true})
+	rep.Target("full_block.peers_reached", "peers", Target{Op: "==", Value: float64(cfg.Peers), Every: true})
+	rep.Notef("delay = the peer's \"Stored blocks\" log time (run at --log-level debug) − the leader's \"Produced block\" log time; both have millisecond precision, so each delay is within ±1 ms")
+	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs", cfg.Rate, cfg.Batch)
+	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer", cfg.FillInterval, cfg.MaxBlockMessages)
+	return rep, nil
+}
+
+func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, rep *ScenarioReport, pool *Pool, loadFrom, loadTo, run, runs int) error {
+	c, err := startCluster(ctx, sup, cfg.Peers, []string{"--leader", "--test-mode", "--max-block-messages", fmt.Sprint(cfg.MaxBlockMessages)})
+	if err != nil {
+		return err
+	}
+	defer c.kill()
+	// Warm up: every peer in step, then a second for the gossip mesh.
+	if _, err := c.synced(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	mark, err := c.synced(ctx, 30*time.Second)
+	if err != nil {
+		return err
+	}
+
+	// One-message blocks: one message half an interval after each block.
+	client := newHTTPClient(1)
+	defer client.CloseIdleConnections()
+	for i := range cfg.SmallBlocks {
+		if _, err := c.log.nextProduced(ctx, 10*time.Second); err != nil {
+			return err
+		}
+		time.Sleep(propagateInterval / 2)
+		codes, err := post(ctx, client, c.leader.URL+"/message", pool.Body(i), 1)
+		if err == nil && codes[0] != 0 {
+			err = fmt.Errorf("HTTP %d", codes[0])
+		}
+		if err != nil {
+			return fmt.Errorf("bench: submit: %w", err)
+		}
+	}
+	// The last one's block, before the load starts.
+	if cfg.SmallBlocks > 0 {
+		if _, err := c.log.nextProduced(ctx, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	// Large blocks: an open-loop load.
+	lr, err := RunLoad(ctx, pool, LoadSpec{
+		URL: c.leader.URL, Batch: cfg.Batch, Clients: propagateClients, Duration: cfg.Duration, Rate: cfg.Rate,
+		From: loadFrom, To: loadTo,
+	})
+	if err != nil {
+		return err
+	}
+	tip, err := waitDrained(ctx, c.leader.Client, time.Minute)
+	if err != nil {
+		return err
+	}
+	// Give every peer the time to store the tip; one that does not is reported.
+	for _, p := range c.peers {
+		_, _ = waitHeight(ctx, p.Client, tip, 10*time.Second)
+	}
+	counts, delays := c.log.delays(mark, tip)
+	var small, large, all []float64
+	notReached, smallBlocks, largeBlocks := 0, 0, 0
+	for b, n := range counts {
+		switch {
+		case n == 1:
+			smallBlocks++
+		case n >= 1000:
+			largeBlocks++
+		}
+		for _, d := range delays[b] {
+			if math.IsNaN(d) {
+				notReached++
+				continue
+			}
+			all = append(all, d)
+			switch {
+			case n == 1:
+				small = append(small, d)
+			case n >= 1000:
+				large = append(large, d)
+			}
+		}
+	}
+	leaderRSS, peerRSS, err := c.stop()
+	if err != nil {
+		return err
+	}
+	rep.Add("small.p50", "ms", Percentile(small, 50))
+	rep.Add("small.p99", "ms", Percentile(small, 99))
+	rep.Add("small.samples", "samples", float64(len(small)))
+	rep.Add("large.p50", "ms", Percentile(large, 50))
+	rep.Add("large.p99", "ms", Percentile(large, 99))
+	rep.Add("large.samples", "samples", float64(len(large)))
+	rep.Add("all.p99", "ms", Percentile(all, 99))
+	rep.Add("all.max", "ms", Percentile(all, 100))
+	rep.Add("not_reached", "blocks", float64(notReached))
+	rep.Add("load_accepted_per_s", "msg/s", float64(lr.Acked)/lr.Seconds())
+	rep.Add("leader_peak_rss", "MB", float64(leaderRSS)/(1<<20))
+	rep.Add("peer_peak_rss", "MB", float64(peerRSS)/(1<<20))
+	if largeBlocks == 0 {
+		rep.Notef("run %d: no block held 1,000 messages or more: the leader accepted %.0f msgs/s of the %.0f offered", run, float64(lr.Acked)/lr.Seconds(), cfg.Rate)
+	}
+	if lr.Refused+lr.Failed > 0 {
+		rep.Notef("run %d: the load had %d messages refused and %d unanswered (%s)", run, lr.Refused, lr.Failed, lr.FirstError)
+	}
+	sup.Progressf("propagate run %d/%d: %d one-message blocks p99 %.1f ms, %d large blocks p99 %.1f ms (max %.1f), not reached %d",
+		run, runs, smallBlocks, Percentile(small, 99), largeBlocks, Percentile(large, 99), Percentile(large, 100), notReached)
+	return nil
+}
+
+// fullBlockRun checks that a block of MaxBlockMessages messages reaches
+// every peer, on a cluster whose leader seals every FillInterval.
+func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, rep *ScenarioReport, pool *Pool, run, runs int) error {
+	c, err := startCluster(ctx, sup, cfg.Peers, []string{"--leader", "--block-interval", cfg.FillInterval.String(), "--max-block-messages", fmt.Sprint(cfg.MaxBlockMessages)})
+	if err != nil {
+		return err
+	}
+	defer c.kill()
+	// A first block, stored by every peer, shows the cluster is linked;
+	// the messages go right after it, to land in the next.
+	wait := 2*cfg.FillInterval + 10*time.Second
+	first, err := c.log.nextProduced(ctx, wait)
+	if err != nil {
+		return err
+	}
+	for _, p := range c.peers {
+		if _, err := waitHeight(ctx, p.Client, first, wait); err != nil {
+			return err
+		}
+	}
+	submitStart := time.Now()
+	acked, err := submitAll(ctx, c.leader.URL, pool, 0, cfg.MaxBlockMessages, 1000, propagateClients)
+	if err != nil {
+		return err
+	}
+	submitted := time.Since(submitStart)
+	full, err := c.log.nextProduced(ctx, wait)
+	if err != nil {
+		return err
+	}
+	reached, worst := 0, 0.0
+	for _, p := range c.peers {
+		if _, err := waitHeight(ctx, p.Client, full, 10*time.Second); err == nil {
+			reached++
+		}
+	}
+	counts, delays := c.log.delays(full-1, full)
+	n := 0
+	if len(counts) == 1 {
+		n = counts[0]
+		for _, d := range delays[0] {
+			if !math.IsNaN(d) {
+				worst = max(worst, d)
+			}
+		}
+	}
+	if _, _, err := c.stop(); err != nil {
+		return err
+	}
+	rep.Add("full_block.messages", "msgs", float64(n))
+	rep.Add("full_block.peers_reached", "peers", float64(reached))
+	rep.Add("full_block.max", "ms", worst)
+	if n != cfg.MaxBlockMessages {
+		rep.Notef("run %d: the full block held %d messages, not %d: %d were acknowledged in %v, against a block interval of %v (raise --fill-interval)",
+			run, n, cfg.MaxBlockMessages, acked, submitted.Round(time.Millisecond), cfg.FillInterval)
+	}
+	sup.Progressf("propagate run %d/%d: a block of %d messages reached %d of %d peers, the last after %.1f ms", run, runs, n, reached, cfg.Peers, worst)
+	return nil
+}
+
+// submitAll sends messages [from, to) of pool in batches of at most
+// batch, clients requests at a time, and returns how many were acknowledged.
+func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, clients int) (int, error) {
+	client := newHTTPClient(clients)
+	defer client.CloseIdleConnections()
+	var (
+		mu       sync.Mutex
+		acked    int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, clients)
+	for lo := from; lo < to; lo += batch {
+		hi := min(lo+batch, to)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			path, body := "/messages", batchBody(pool.bodies[lo:hi])
+			if hi-lo == 1 {
+				path, body = "/message", pool.Body(lo)
+			}
+			codes, err := post(ctx, client, url+path, body, hi-lo)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("bench: submit: %w", err)
+			}
+			for _, c := range codes {
+				if c == 0 {
+					acked++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return acked, firstErr
+}
