@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -20,15 +21,10 @@ type Progress struct {
 	Elapsed     time.Duration
 }
 
-// sigBatch is how many blocks go to a signature worker at a time.
-const sigBatch = 512
-
-type sigJob struct {
-	height uint64
-	hash   chain.Hash
-	sig    chain.Signature
-	signer chain.PublicKey
-}
+// chunkSize is how many consecutive blocks one verification job holds: big
+// enough for batch signature verification to pay, small enough to keep
+// every core busy.
+const chunkSize = 512
 
 // VerifyChain is the startup integrity check. It reads every block from 0
 // to meta:last_height in key order and checks that each is present, decodes,
@@ -39,12 +35,17 @@ type sigJob struct {
 // nothing is stored past the tip. Since the record's every byte is bound to
 // the block hash, a damaged byte anywhere in a block record is caught.
 //
-// The scan is sequential; signatures are checked on all cores alongside it.
-// progress, if not nil, is called about once a second once the scan has run
-// for two seconds. It returns the number of blocks verified, or a
-// *CorruptionError naming the first bad height.
+// One goroutine reads the records in order and hands them out in chunks;
+// every core decodes, hashes, links and batch-verifies the signatures of a
+// chunk; the chunks are then stitched together in order. progress, if not
+// nil, is called about once a second once the scan has run for two seconds.
+// It returns the number of blocks verified, or a *CorruptionError naming the
+// first bad height.
 func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint64, error) {
 	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	gh, err := s.get(keyGenesisHash)
 	if err != nil {
 		return 0, corrupt(0, "meta:genesis_hash unreadable: %v", err)
@@ -56,159 +57,290 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 	if err != nil {
 		return 0, corrupt(0, "chain metadata unreadable: %v", err)
 	}
+	producer, err := s.chainProducer(last)
+	if err != nil {
+		return 0, err
+	}
+
+	st := newStitcher(producer)
+	scanErr, err := s.scanBlocks(ctx, last, st, func(done uint64) {
+		if progress != nil && time.Since(start) > 2*time.Second {
+			progress(Progress{Done: done, Total: last + 1, Elapsed: time.Since(start)})
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	tip, tipHash, firstBad := st.finish()
+	// The lowest bad height wins: a bad block, then a missing one, then a
+	// tip that does not match the metadata, then a block past the tip.
+	switch {
+	case firstBad != nil:
+		return 0, firstBad
+	case scanErr != nil && scanErr.Height <= last:
+		return 0, scanErr
+	case tipHash != lastHash:
+		return 0, corrupt(last, "hash %s does not match meta:last_hash %s", tipHash, lastHash)
+	case scanErr != nil:
+		return 0, scanErr
+	}
+	s.tip.Store(&Tip{Height: last, Hash: lastHash, Header: tip})
+	return last + 1, nil
+}
+
+// chainProducer returns the key every block after genesis must be signed by:
+// the pinned one, or else block 1's.
+func (s *Store) chainProducer(last uint64) (chain.PublicKey, error) {
 	producer, pinned, err := s.Producer()
 	if err != nil {
-		return 0, corrupt(0, "meta:producer unreadable: %v", err)
+		return producer, corrupt(0, "meta:producer unreadable: %v", err)
 	}
+	if pinned || last == 0 {
+		return producer, nil
+	}
+	rec, err := s.get(blockKey(1))
+	if err != nil {
+		return producer, corrupt(1, "block missing: %v", err)
+	}
+	b, err := chain.DecodeBlock(rec)
+	if err != nil {
+		return producer, corrupt(1, "block record does not decode: %v", err)
+	}
+	return b.Producer, nil
+}
 
-	sv := newSigVerifier()
-	defer sv.wait()
+// scanBlocks reads blocks 0..last in key order and feeds them to st in
+// chunks. It returns what it found wrong with the keys themselves (a
+// missing block, or one past the tip); other errors are the store's own.
+func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progress func(uint64)) (*CorruptionError, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: blockKey(0), UpperBound: prefixEnd(blockPrefix)})
 	if err != nil {
-		return 0, fmt.Errorf("store: %w", err)
+		return nil, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
+	defer st.stop()
 
-	var (
-		parent     chain.Header
-		parentHash chain.Hash
-		want       uint64
-		jobs       = make([]sigJob, 0, sigBatch)
-		nextReport = start.Add(2 * time.Second)
-		scanErr    *CorruptionError
-	)
-	for ok := it.First(); ok && want <= last; ok = it.Next() {
-		if want%1024 == 0 {
+	next := uint64(0)
+	c := &chunk{first: 0}
+	nextReport := time.Now()
+	for ok := it.First(); ok && next <= last; ok = it.Next() {
+		if len(c.recs) == chunkSize {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return nil, err
 			}
-			if progress != nil && time.Now().After(nextReport) {
-				progress(Progress{Done: want, Total: last + 1, Elapsed: time.Since(start)})
+			if st.failed() {
+				return nil, nil // an earlier chunk is bad: that is the first error
+			}
+			st.submit(c)
+			c = &chunk{first: next}
+			if time.Now().After(nextReport) {
+				progress(next)
 				nextReport = time.Now().Add(time.Second)
 			}
 		}
 		key := it.Key()
 		if len(key) != len(blockPrefix)+8 {
-			scanErr = corrupt(want, "malformed block key %x", key)
-			break
+			return corrupt(next, "malformed block key %x", key), nil
 		}
-		if h := binary.BigEndian.Uint64(key[len(blockPrefix):]); h != want {
-			scanErr = corrupt(want, "block missing")
-			break
+		if h := binary.BigEndian.Uint64(key[len(blockPrefix):]); h != next {
+			st.submit(c)
+			return corrupt(next, "block missing"), nil
 		}
-		b, err := chain.DecodeBlock(it.Value())
-		if err != nil {
-			scanErr = corrupt(want, "block record does not decode: %v", err)
-			break
-		}
-		if b.Height != want {
-			scanErr = corrupt(want, "block record says height %d", b.Height)
-			break
-		}
-		if err := b.CheckRecord(); err != nil {
-			scanErr = corrupt(want, "%v", err)
-			break
-		}
-		hash := b.Hash()
-		if want == 0 {
-			// CheckRecord has shown it is exactly the genesis block.
-		} else {
-			if err := b.Link(&parent, parentHash); err != nil {
-				scanErr = corrupt(want, "%v", err)
-				break
-			}
-			if !pinned {
-				producer, pinned = b.Producer, true
-			}
-			if b.Producer != producer {
-				scanErr = corrupt(want, "produced by %x, the chain's producer is %x", b.Producer[:], producer[:])
-				break
-			}
-			jobs = append(jobs, sigJob{height: want, hash: hash, sig: b.Signature, signer: producer})
-			if len(jobs) == sigBatch {
-				sv.submit(jobs)
-				jobs = make([]sigJob, 0, sigBatch)
-			}
-		}
-		parent, parentHash = b.Header, hash
-		want++
+		c.recs = append(c.recs, append([]byte(nil), it.Value()...))
+		next++
 	}
-	if scanErr == nil {
-		if err := it.Error(); err != nil {
-			return 0, fmt.Errorf("store: scan blocks: %w", err)
-		}
-		switch {
-		case want <= last:
-			scanErr = corrupt(want, "block missing (meta:last_height is %d)", last)
-		case parentHash != lastHash:
-			scanErr = corrupt(last, "hash %s does not match meta:last_hash %s", parentHash, lastHash)
-		case it.Valid():
-			scanErr = corrupt(last+1, "block stored beyond meta:last_height %d", last)
-		}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("store: scan blocks: %w", err)
 	}
-	if len(jobs) > 0 {
-		sv.submit(jobs)
+	st.submit(c)
+	switch {
+	case next <= last:
+		return corrupt(next, "block missing (meta:last_height is %d)", last), nil
+	case it.Valid():
+		return corrupt(last+1, "block stored beyond meta:last_height %d", last), nil
 	}
-	sigErr := sv.wait()
-	if sigErr != nil && (scanErr == nil || sigErr.Height < scanErr.Height) {
-		scanErr = sigErr
-	}
-	if scanErr != nil {
-		return 0, scanErr
-	}
-	s.tip.Store(&Tip{Height: last, Hash: lastHash, Header: parent})
-	return last + 1, nil
+	return nil, nil
 }
 
-// sigVerifier checks block signatures on every core and remembers the
-// lowest failing height.
-type sigVerifier struct {
-	jobs chan []sigJob
-	wg   sync.WaitGroup
-	mu   sync.Mutex
-	bad  *CorruptionError
-	once sync.Once
+// chunk is a run of consecutive block records starting at height first.
+type chunk struct {
+	seq   int
+	first uint64
+	recs  [][]byte
 }
 
-func newSigVerifier() *sigVerifier {
-	v := &sigVerifier{jobs: make(chan []sigJob, 2*runtime.GOMAXPROCS(0))}
-	for range runtime.GOMAXPROCS(0) {
-		v.wg.Add(1)
+// checked is what verifying a chunk on its own found: its ends, for
+// stitching to its neighbours, and its first error.
+type checked struct {
+	seq       int
+	first     chain.Header // the first block's header, to link to the previous chunk
+	last      chain.Header
+	lastHash  chain.Hash
+	n         int
+	err       *CorruptionError // the lowest bad height within the chunk
+	goodUntil int              // blocks before the error (n when none)
+}
+
+// stitcher verifies chunks on every core and joins the results in order.
+type stitcher struct {
+	producer chain.PublicKey
+	work     chan *chunk
+	results  chan checked
+	workers  sync.WaitGroup
+	joined   chan struct{}
+	seq      int
+	once     sync.Once
+	bad      atomic.Bool
+
+	// Owned by the joining goroutine until joined is closed.
+	tip      chain.Header
+	tipHash  chain.Hash
+	firstBad *CorruptionError
+}
+
+func newStitcher(producer chain.PublicKey) *stitcher {
+	n := runtime.GOMAXPROCS(0)
+	st := &stitcher{
+		producer: producer,
+		work:     make(chan *chunk, 2*n),
+		results:  make(chan checked, 2*n),
+		joined:   make(chan struct{}),
+	}
+	for range n {
+		st.workers.Add(1)
 		go func() {
-			defer v.wg.Done()
-			for batch := range v.jobs {
-				hashes := make([]chain.Hash, len(batch))
-				sigs := make([]chain.Signature, len(batch))
-				for i := range batch {
-					hashes[i], sigs[i] = batch[i].hash, batch[i].sig
-				}
-				// One producer signs the whole chain (checked by the scan).
-				if i := chain.FirstBadBlockSignature(batch[0].signer, hashes, sigs); i < len(batch) {
-					v.fail(corrupt(batch[i].height, "block %d: %v", batch[i].height, chain.ErrBadSignature))
-				}
+			defer st.workers.Done()
+			for c := range st.work {
+				st.results <- checkChunk(c, st.producer)
 			}
 		}()
 	}
-	return v
+	go st.join()
+	return st
 }
 
-func (v *sigVerifier) submit(batch []sigJob) { v.jobs <- batch }
+func (st *stitcher) submit(c *chunk) {
+	if len(c.recs) == 0 {
+		return
+	}
+	c.seq = st.seq
+	st.seq++
+	st.work <- c
+}
 
-func (v *sigVerifier) fail(err *CorruptionError) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.bad == nil || err.Height < v.bad.Height {
-		v.bad = err
+func (st *stitcher) failed() bool { return st.bad.Load() }
+
+// stop ends intake and waits for every worker; idempotent.
+func (st *stitcher) stop() {
+	st.once.Do(func() {
+		close(st.work)
+		st.workers.Wait()
+		close(st.results)
+		<-st.joined
+	})
+}
+
+// finish waits for everything and returns the last good block's header and
+// hash, and the first error found in a block.
+func (st *stitcher) finish() (chain.Header, chain.Hash, *CorruptionError) {
+	st.stop()
+	return st.tip, st.tipHash, st.firstBad
+}
+
+// join takes results in chunk order and checks each chunk's first block
+// against the previous chunk's last.
+func (st *stitcher) join() {
+	defer close(st.joined)
+	pending := map[int]checked{}
+	next := 0
+	for r := range st.results {
+		pending[r.seq] = r
+		for {
+			r, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			st.take(r)
+		}
 	}
 }
 
-func (v *sigVerifier) stop() { v.once.Do(func() { close(v.jobs) }) }
+func (st *stitcher) take(r checked) {
+	if st.firstBad != nil {
+		return
+	}
+	if r.first.Height > 0 {
+		b := chain.Block{Header: r.first}
+		if err := b.Link(&st.tip, st.tipHash); err != nil && (r.err == nil || r.first.Height <= r.err.Height) {
+			st.fail(corrupt(r.first.Height, "%v", err))
+			return
+		}
+	}
+	if r.err != nil {
+		st.fail(r.err)
+		return
+	}
+	st.tip, st.tipHash = r.last, r.lastHash
+}
 
-// wait stops intake, waits for the workers and returns the lowest failure.
-func (v *sigVerifier) wait() *CorruptionError {
-	v.stop()
-	v.wg.Wait()
-	return v.bad
+func (st *stitcher) fail(err *CorruptionError) {
+	st.firstBad = err
+	st.bad.Store(true)
+}
+
+// checkChunk verifies a chunk on its own: each record decodes, has its
+// height, reproduces its message root, links to the one before it in the
+// chunk and is signed by producer (batch-verified).
+func checkChunk(c *chunk, producer chain.PublicKey) checked {
+	r := checked{seq: c.seq, n: len(c.recs), goodUntil: len(c.recs)}
+	hashes := make([]chain.Hash, 0, len(c.recs))
+	sigs := make([]chain.Signature, 0, len(c.recs))
+	sigAt := make([]int, 0, len(c.recs))
+	var prev chain.Header
+	var prevHash chain.Hash
+	for i, rec := range c.recs {
+		h := c.first + uint64(i)
+		b, err := chain.DecodeBlock(rec)
+		var bad *CorruptionError
+		switch {
+		case err != nil:
+			bad = corrupt(h, "block record does not decode: %v", err)
+		case b.Height != h:
+			bad = corrupt(h, "block record says height %d", b.Height)
+		default:
+			if err := b.CheckRecord(); err != nil {
+				bad = corrupt(h, "%v", err)
+			} else if i > 0 {
+				if err := b.Link(&prev, prevHash); err != nil {
+					bad = corrupt(h, "%v", err)
+				}
+			}
+			if bad == nil && h > 0 && b.Producer != producer {
+				bad = corrupt(h, "produced by %x, the chain's producer is %x", b.Producer[:], producer[:])
+			}
+		}
+		if bad != nil {
+			r.err, r.goodUntil = bad, i
+			break
+		}
+		hash := b.Hash()
+		if i == 0 {
+			r.first = b.Header
+		}
+		if h > 0 {
+			hashes, sigs, sigAt = append(hashes, hash), append(sigs, b.Signature), append(sigAt, i)
+		}
+		prev, prevHash = b.Header, hash
+	}
+	// A bad signature below the first other problem is the chunk's first error.
+	if i := chain.FirstBadBlockSignature(producer, hashes, sigs); i < len(hashes) {
+		h := c.first + uint64(sigAt[i])
+		r.err, r.goodUntil = corrupt(h, "block %d: %v", h, chain.ErrBadSignature), sigAt[i]
+	}
+	r.last, r.lastHash = prev, prevHash
+	return r
 }
 
 // IsCorruption reports whether err is a *CorruptionError, and returns it.
