@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -80,6 +81,10 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	forward *http.Client
+	// batches bounds the POST /messages bodies held at once: a client
+	// waits (its body unread, so TCP holds it back) rather than the node
+	// buffering every concurrent batch in memory.
+	batches chan struct{}
 }
 
 // NewServer returns the handler for every route of the API.
@@ -87,7 +92,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{}}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	routes := []struct {
 		path string
 		verb string
@@ -336,6 +341,12 @@ func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Submitter == nil {
 		s.forwardToLeader(w, r)
+		return
+	}
+	select {
+	case s.batches <- struct{}{}:
+		defer func() { <-s.batches }()
+	case <-r.Context().Done():
 		return
 	}
 	var req struct {

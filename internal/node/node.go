@@ -43,10 +43,12 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	if err := os.MkdirAll(cfg.DBPath, 0o755); err != nil {
 		return false, fmt.Errorf("node: create data directory: %w", err)
 	}
+	opened := time.Now()
 	st, err := store.Open(cfg.chainDir(), log)
 	if err != nil {
 		return false, err
 	}
+	log.Info("Store opened", "path", cfg.chainDir(), "took", time.Since(opened).Round(time.Millisecond))
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing store", "err", err)

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
 )
@@ -26,9 +27,10 @@ type Tip struct {
 // Store is a node's chain database. Its methods are safe for concurrent use;
 // commits are serialised so that the chain only ever grows by whole blocks.
 type Store struct {
-	db   *pebble.DB
-	lock *os.File
-	log  *slog.Logger
+	db       *pebble.DB
+	lock     *os.File
+	log      *slog.Logger
+	readOnly bool
 
 	commitMu sync.Mutex          // serialises Commit; guards nothing else
 	tip      atomic.Pointer[Tip] // the committed tip; replaced after each commit
@@ -69,12 +71,12 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly})
+	db, err := pebble.Open(dir, pebbleOptions(log, readOnly))
 	if err != nil {
 		_ = lock.Close()
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
-	s := &Store{db: db, lock: lock, log: log}
+	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly}
 	if readOnly {
 		err = s.loadTip()
 	} else {
@@ -177,10 +179,28 @@ func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
 	_ = b.Set(keyLastHash, hash[:], nil)
 }
 
-// Close flushes nothing extra (every acknowledged write is already synced),
-// closes the database and releases the directory lock.
+// pebbleOptions are Pebble's defaults plus Bloom filters: the duplicate
+// check of every submission is a lookup of an ID that is almost never there,
+// which a filter answers without reading a table block. A reader with
+// default options ignores the filters, so the database stays readable by
+// Pebble v2.1 with default options.
+func pebbleOptions(log *slog.Logger, readOnly bool) *pebble.Options {
+	o := &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly}
+	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // later levels inherit it
+	return o
+}
+
+// Close flushes the memtable, so that the next Open need not replay the
+// log (every acknowledged write is already synced), closes the database
+// and releases the directory lock.
 func (s *Store) Close() error {
-	err := s.db.Close()
+	var err error
+	if !s.readOnly {
+		if ferr := s.db.Flush(); ferr != nil {
+			s.log.Warn("store: flush before close", "err", ferr)
+		}
+	}
+	err = s.db.Close()
 	if lerr := s.lock.Close(); err == nil && lerr != nil {
 		err = lerr
 	}
