@@ -2,6 +2,7 @@ package chain
 
 import (
 	"crypto/rand"
+	"sync"
 
 	vo "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
@@ -24,7 +25,42 @@ var acceptance = &vo.Options{Verify: &vo.VerifyOptions{
 
 // verifySig reports whether sig is pub's signature over msg.
 func verifySig(pub PublicKey, msg []byte, sig Signature) bool {
-	return vo.VerifyWithOptions(pub[:], msg, sig[:], acceptance)
+	ek := expandedKey(pub)
+	if ek == nil {
+		return false
+	}
+	return vo.VerifyExpandedWithOptions(ek, msg, sig[:], acceptance)
+}
+
+// keyCache memoises decompressed public keys: a sender usually sends many
+// messages and a chain has one producer, and decompressing a key costs as
+// much as a third of a verification. It is bounded; when full it starts over.
+var keyCache = struct {
+	sync.Mutex
+	m map[PublicKey]*vo.ExpandedPublicKey
+}{m: make(map[PublicKey]*vo.ExpandedPublicKey)}
+
+const keyCacheSize = 4096
+
+// expandedKey returns pub decompressed, or nil when pub is not a point.
+func expandedKey(pub PublicKey) *vo.ExpandedPublicKey {
+	keyCache.Lock()
+	ek, ok := keyCache.m[pub]
+	keyCache.Unlock()
+	if ok {
+		return ek
+	}
+	ek, err := vo.NewExpandedPublicKey(pub[:])
+	if err != nil {
+		ek = nil
+	}
+	keyCache.Lock()
+	if len(keyCache.m) >= keyCacheSize {
+		clear(keyCache.m)
+	}
+	keyCache.m[pub] = ek
+	keyCache.Unlock()
+	return ek
 }
 
 // minBatch is the size below which one-by-one verification is as fast.
@@ -49,7 +85,12 @@ func VerifyMessages(msgs []Message) []error {
 			continue
 		}
 		m := &msgs[i]
-		bv.AddWithOptions(m.Sender[:], SigningBytes(m.Sender, m.Nonce, m.Content), m.Signature[:], acceptance)
+		ek := expandedKey(m.Sender)
+		if ek == nil {
+			errs[i] = m.signatureError()
+			continue
+		}
+		bv.AddExpandedWithOptions(ek, SigningBytes(m.Sender, m.Nonce, m.Content), m.Signature[:], acceptance)
 		idx = append(idx, i)
 	}
 	if len(idx) == 0 {
@@ -77,8 +118,8 @@ func FirstBadBlockSignature(producer PublicKey, hashes []Hash, sigs []Signature)
 		}
 		return len(hashes)
 	}
-	ek, err := vo.NewExpandedPublicKey(producer[:])
-	if err != nil {
+	ek := expandedKey(producer)
+	if ek == nil {
 		return 0 // not a point: no signature by it can be valid
 	}
 	bv := vo.NewBatchVerifierWithCapacity(len(hashes))
