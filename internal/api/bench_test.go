@@ -51,3 +51,50 @@ func BenchmarkSubmitHandler(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSubmitBatchHandler is the leader's server-side cost of POST
+// /messages with 1,000 messages; ns/msg is the figure to read.
+func BenchmarkSubmitBatchHandler(b *testing.B) {
+	st, err := store.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	pool, err := mempool.Open(st, 64<<10, func() uint64 { return 1 })
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := api.NewServer(api.Config{Chain: nil, Submitter: pool, MaxContent: 64 << 10})
+	keys := make([]ed25519.PrivateKey, 8)
+	for i := range keys {
+		_, keys[i], _ = ed25519.GenerateKey(nil)
+	}
+	content := string(bytes.Repeat([]byte("x"), 100))
+	const n = 1000
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		req := struct {
+			Messages []api.Submission `json:"messages"`
+		}{}
+		for j := range n {
+			m := chain.SignMessage(keys[j%len(keys)], uint64(i*n+j), content)
+			req.Messages = append(req.Messages, api.NewSubmission(&m))
+		}
+		bodies[i], _ = json.Marshal(req)
+	}
+	var next atomic.Int64
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1) - 1
+			req := httptest.NewRequest(http.MethodPost, "/messages", bytes.NewReader(bodies[i]))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+}

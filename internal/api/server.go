@@ -289,7 +289,9 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 // bytes a byte, plus room for the other fields.
 func (s *Server) bodyLimit(n int) int64 { return int64(n) * (int64(s.cfg.MaxContent)*6 + 4096) }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, n int, v any) bool {
+// readRaw reads a body of at most bodyLimit(n) bytes, answering 413 or 400
+// itself when it cannot.
+func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(n)))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -298,6 +300,14 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, n int, v any) 
 		} else {
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		}
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, n int, v any) bool {
+	body, ok := s.readRaw(w, r, n)
+	if !ok {
 		return false
 	}
 	if err := json.Unmarshal(body, v); err != nil {
@@ -352,8 +362,24 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Messages []json.RawMessage `json:"messages"`
 	}
-	if !s.readBody(w, r, MaxBatch, &req) {
+	body, ok := s.readRaw(w, r, MaxBatch)
+	if !ok {
 		return
+	}
+	// Fast path: a well-typed batch decodes in one pass. Only when some
+	// element does not fit Submission is each element decoded on its own,
+	// so that it alone is refused.
+	var typed struct {
+		Messages []Submission `json:"messages"`
+	}
+	if err := json.Unmarshal(body, &typed); err != nil {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+			return
+		}
+		typed.Messages = nil
+	} else if typed.Messages != nil {
+		req.Messages = make([]json.RawMessage, len(typed.Messages))
 	}
 	if req.Messages == nil {
 		writeError(w, http.StatusBadRequest, "missing field: messages")
@@ -371,7 +397,12 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range req.Messages {
 		var sub Submission
 		var m chain.Message
-		err := json.Unmarshal(raw, &sub)
+		var err error
+		if typed.Messages != nil {
+			sub = typed.Messages[i]
+		} else {
+			err = json.Unmarshal(raw, &sub)
+		}
 		if err == nil {
 			m, err = sub.ToChain()
 		}
