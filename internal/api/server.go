@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
 	"github.com/kimura-ledger/kimura/internal/mempool"
@@ -65,6 +66,11 @@ const (
 	BlockRecordsType = "application/x-kimura-block-records"
 )
 
+// ForwardTimeout bounds a peer's wait for the leader's answer to a
+// forwarded submission; past it the peer answers 503, as for a leader that
+// cannot be reached at all.
+const ForwardTimeout = 10 * time.Second
+
 // Config is what a Server serves.
 type Config struct {
 	Chain Chain
@@ -92,7 +98,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	routes := []struct {
 		path string
 		verb string

@@ -28,6 +28,9 @@ const (
 	retryMax = 2 * time.Second
 	// catchUpBatch is how many blocks one catch-up request asks for.
 	catchUpBatch = api.MaxBlocksBinary
+	// fetchTimeout bounds an on-demand fetch from the leader: a hung leader
+	// gets the same 503 as one that is gone.
+	fetchTimeout = 10 * time.Second
 )
 
 // peer follows the leader. Its run goroutine is the only writer of blocks;
@@ -279,6 +282,8 @@ func (c *peerChain) Message(ctx context.Context, id chain.Hash) (api.Message, er
 	if !errors.Is(err, store.ErrNotFound) {
 		return api.Message{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	j, err := c.p.leader.Message(ctx, id)
 	if err != nil {
 		return api.Message{}, leaderError(err)
@@ -327,6 +332,8 @@ func verifyInBlock(b *chain.Block, c store.Confirmed, proof []chain.Hash) error 
 // BlockMessages returns b's messages, fetching those the peer lacks from the
 // leader in one request and keeping each after verifying it.
 func (c *peerChain) BlockMessages(ctx context.Context, b *chain.Block) ([]api.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	tree := chain.NewTree(b.Entries)
 	out := make([]api.Message, len(b.Entries))
 	var fetched *api.Block
