@@ -15,20 +15,25 @@ import (
 	"github.com/kimura-ledger/kimura/internal/store"
 )
 
-// BenchmarkSubmitHandler is the leader's whole server-side cost of one POST
-// /message, without the network: JSON, signature, duplicate check and the
-// synced pending write, with concurrent callers combined as in production.
-func BenchmarkSubmitHandler(b *testing.B) {
+// benchLeader is a leader's submission path over a real store and pool.
+func benchLeader(b *testing.B) http.Handler {
 	st, err := store.Open(b.TempDir(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { _ = st.Close() })
 	pool, err := mempool.Open(st, 64<<10, func() uint64 { return 1 })
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := api.NewServer(api.Config{Chain: nil, Submitter: pool, MaxContent: 64 << 10})
+	return api.NewServer(api.Config{Chain: nil, Submitter: pool, MaxContent: 64 << 10})
+}
+
+// BenchmarkSubmitHandler is the leader's whole server-side cost of one POST
+// /message, without the network: JSON, signature, duplicate check and the
+// synced pending write, with concurrent callers combined as in production.
+func BenchmarkSubmitHandler(b *testing.B) {
+	h := benchLeader(b)
 	_, key, _ := ed25519.GenerateKey(nil)
 	content := string(bytes.Repeat([]byte("x"), 100))
 	bodies := make([][]byte, b.N)
@@ -55,16 +60,7 @@ func BenchmarkSubmitHandler(b *testing.B) {
 // BenchmarkSubmitBatchHandler is the leader's server-side cost of POST
 // /messages with 1,000 messages; ns/msg is the figure to read.
 func BenchmarkSubmitBatchHandler(b *testing.B) {
-	st, err := store.Open(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	pool, err := mempool.Open(st, 64<<10, func() uint64 { return 1 })
-	if err != nil {
-		b.Fatal(err)
-	}
-	h := api.NewServer(api.Config{Chain: nil, Submitter: pool, MaxContent: 64 << 10})
+	h := benchLeader(b)
 	keys := make([]ed25519.PrivateKey, 8)
 	for i := range keys {
 		_, keys[i], _ = ed25519.GenerateKey(nil)

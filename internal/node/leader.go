@@ -51,7 +51,7 @@ func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, e
 
 func (l *leader) handler(host *p2p.Host) http.Handler {
 	return api.NewServer(api.Config{
-		Chain:      &leaderChain{l: l, host: host},
+		Chain:      &leaderChain{blocks: blocks{l.st}, l: l, host: host},
 		Submitter:  l.pool,
 		MaxContent: l.cfg.MaxMessageBytes,
 		Log:        l.cfg.Log,
@@ -105,18 +105,13 @@ func (l *leader) seal() (*chain.Block, error) {
 
 // leaderChain answers the read routes from the leader's store and queue.
 type leaderChain struct {
+	blocks
 	l    *leader
 	host *p2p.Host
 }
 
 func (c *leaderChain) Health() api.Health {
 	return health("leader", c.l.st, c.host, c.l.pool.Len())
-}
-
-func (c *leaderChain) Tip() store.Tip                       { return c.l.st.Tip() }
-func (c *leaderChain) Block(h uint64) (*chain.Block, error) { return blockAtOrBelowTip(c.l.st, h) }
-func (c *leaderChain) BlockRecords(from uint64, n int) ([][]byte, error) {
-	return c.l.st.BlockRecords(from, n)
 }
 
 func (c *leaderChain) Message(_ context.Context, id chain.Hash) (api.Message, error) {
@@ -152,10 +147,17 @@ func (c *leaderChain) BlockMessages(_ context.Context, b *chain.Block) ([]api.Me
 	return out, nil
 }
 
-// blockAtOrBelowTip reads a committed block: nothing above the tip is visible.
-func blockAtOrBelowTip(st *store.Store, h uint64) (*chain.Block, error) {
-	if h > st.Tip().Height {
+// blocks answers the block routes the same way on every role: from the
+// store, and nothing above the committed tip.
+type blocks struct{ st *store.Store }
+
+func (b blocks) Tip() store.Tip { return b.st.Tip() }
+
+func (b blocks) Block(h uint64) (*chain.Block, error) {
+	if h > b.st.Tip().Height {
 		return nil, store.ErrNotFound
 	}
-	return st.Block(h)
+	return b.st.Block(h)
 }
+
+func (b blocks) BlockRecords(from uint64, n int) ([][]byte, error) { return b.st.BlockRecords(from, n) }

@@ -47,7 +47,7 @@ func newPeer(_ context.Context, cfg *Config, st *store.Store) (*peer, error) {
 
 func (p *peer) handler(host *p2p.Host) http.Handler {
 	return api.NewServer(api.Config{
-		Chain:      &peerChain{p: p, host: host},
+		Chain:      &peerChain{blocks: blocks{p.st}, p: p, host: host},
 		LeaderURL:  p.cfg.LeaderRPC,
 		MaxContent: p.cfg.MaxMessageBytes,
 		Log:        p.cfg.Log,
@@ -260,16 +260,12 @@ func (p *peer) catchUp(ctx context.Context, producer chain.PublicKey) error {
 // peerChain answers the read routes from the peer's store, fetching message
 // contents from the leader on demand.
 type peerChain struct {
+	blocks
 	p    *peer
 	host *p2p.Host
 }
 
-func (c *peerChain) Health() api.Health                   { return health("peer", c.p.st, c.host, 0) }
-func (c *peerChain) Tip() store.Tip                       { return c.p.st.Tip() }
-func (c *peerChain) Block(h uint64) (*chain.Block, error) { return blockAtOrBelowTip(c.p.st, h) }
-func (c *peerChain) BlockRecords(from uint64, n int) ([][]byte, error) {
-	return c.p.st.BlockRecords(from, n)
-}
+func (c *peerChain) Health() api.Health { return health("peer", c.p.st, c.host, 0) }
 
 // Message serves a stored message, or fetches it from the leader: a
 // confirmed one is verified against this peer's own block and kept; a

@@ -184,7 +184,7 @@ func TestPeerFetchesAndKeepsVerifiedMessage(t *testing.T) {
 	if view, err = viewIn(b1, store.Confirmed{Message: msgs[3], Height: 1, Index: 3}, chain.NewTree(b1.Entries)); err != nil {
 		t.Fatal(err)
 	}
-	c := &peerChain{p: f.peer}
+	c := &peerChain{blocks: blocks{f.st}, p: f.peer}
 	got, err := c.Message(context.Background(), msgs[3].ID())
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
@@ -222,7 +222,7 @@ func TestPeerRefusesMessageNotMatchingProof(t *testing.T) {
 	view = api.NewMessage(&forged)
 	view.Confirm(2, 0, proof)
 
-	c := &peerChain{p: f.peer}
+	c := &peerChain{blocks: blocks{f.st}, p: f.peer}
 	_, err := c.Message(context.Background(), orig.ID())
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusBadGateway {
@@ -242,7 +242,7 @@ func TestPeerReturnsPendingWithoutKeeping(t *testing.T) {
 	view := api.NewMessage(&m)
 	srv := fakeLeader(t, api.Health{}, &view)
 	f := newFixture(t, srv.URL)
-	got, err := (&peerChain{p: f.peer}).Message(context.Background(), m.ID())
+	got, err := (&peerChain{blocks: blocks{f.st}, p: f.peer}).Message(context.Background(), m.ID())
 	if err != nil || got.Status != api.StatusPending {
 		t.Fatalf("got %+v, %v; want pending", got, err)
 	}
