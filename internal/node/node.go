@@ -30,6 +30,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	served, err := run(ctx, &cfg)
+	if !served && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		// Stopped by a signal during start-up (e.g. in a long integrity
+		// check): a graceful stop, with nothing to undo.
+		served, err = true, nil
+	}
 	if served {
 		cfg.Log.Info("Shutdown complete")
 	}
