@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"testing"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
@@ -69,9 +70,16 @@ func BenchmarkAddPending(b *testing.B) {
 	}
 }
 
-// BenchmarkVerifyChain is the integrity scan over 20,000 empty blocks; the
-// ns/block metric is what a restart costs per block.
+// BenchmarkVerifyChain is the integrity scan over 20,000 blocks, empty or
+// with 10 messages each; the ns/block metric is what a restart costs per
+// block.
 func BenchmarkVerifyChain(b *testing.B) {
+	for _, perBlock := range []int{0, 10} {
+		b.Run(fmt.Sprintf("messages=%d", perBlock), func(b *testing.B) { benchVerifyChain(b, perBlock) })
+	}
+}
+
+func benchVerifyChain(b *testing.B, perBlock int) {
 	s := benchStore(b)
 	_, key, _ := ed25519.GenerateKey(nil)
 	const n = 20000
@@ -79,7 +87,7 @@ func BenchmarkVerifyChain(b *testing.B) {
 	parent := tip.Header
 	blocks := make([]*chain.Block, 0, 1000)
 	for h := 1; h <= n; h++ {
-		blk := chain.Seal(&parent, nil, uint64(h), key)
+		blk := chain.Seal(&parent, benchMsgs(perBlock, uint64(h*perBlock)), uint64(h), key)
 		blocks = append(blocks, blk)
 		parent = blk.Header
 		if len(blocks) == cap(blocks) {
