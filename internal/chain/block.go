@@ -234,20 +234,15 @@ func VerifyBlockSignature(producer PublicKey, hash Hash, sig Signature) error {
 }
 
 // CheckNext is every stateless rule for b to extend parent under producer:
-// CheckRecord, Link and VerifySignature.
+// CheckRecord, Link, the producer and its signature.
 func (b *Block) CheckNext(parent *Header, parentHash Hash, producer PublicKey) error {
-	if err := b.CheckRecord(); err != nil {
-		return err
-	}
-	if err := b.Link(parent, parentHash); err != nil {
-		return err
-	}
-	return b.VerifySignature(producer)
+	_, err := CheckSequence(parent, parentHash, []*Block{b}, producer)
+	return err
 }
 
-// CheckSequence checks that blocks extend parent one after another, by
-// CheckNext's rules, with the signature checks spread over every core. It
-// returns how many leading blocks passed and, if one failed, why.
+// CheckSequence checks that blocks extend parent one after another, each by
+// CheckNext's rules, with the signature checks batched and spread over every
+// core. It returns how many leading blocks passed and, if one failed, why.
 func CheckSequence(parent *Header, parentHash Hash, blocks []*Block, producer PublicKey) (int, error) {
 	hashes := make([]Hash, len(blocks))
 	good := len(blocks)

@@ -78,7 +78,7 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	if cfg.Leader {
 		role, err = newLeader(cfg, st, key)
 	} else {
-		role, err = newPeer(ctx, cfg, st)
+		role = newPeer(cfg, st)
 	}
 	if err != nil {
 		return false, err

@@ -41,8 +41,8 @@ type peer struct {
 	leader *api.Client
 }
 
-func newPeer(_ context.Context, cfg *Config, st *store.Store) (*peer, error) {
-	return &peer{cfg: cfg, st: st, leader: api.NewClient(cfg.LeaderRPC)}, nil
+func newPeer(cfg *Config, st *store.Store) *peer {
+	return &peer{cfg: cfg, st: st, leader: api.NewClient(cfg.LeaderRPC)}
 }
 
 func (p *peer) handler(host *p2p.Host) http.Handler {

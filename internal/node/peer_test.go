@@ -44,7 +44,7 @@ func newFixture(t *testing.T, leaderURL string) *fixture {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	f.peer, _ = newPeer(context.Background(), cfg, st)
+	f.peer = newPeer(cfg, st)
 	return f
 }
 
@@ -277,7 +277,7 @@ func TestPeerRefusesLeaderWithAnotherGenesis(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	p, _ := newPeer(context.Background(), &Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
 	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
 		t.Fatalf("want ErrWrongLeader, got %v", err)
 	}
