@@ -14,6 +14,7 @@ import (
 
 	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/node"
 	"github.com/kimura-ledger/kimura/internal/store"
 )
 
@@ -161,7 +162,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	if err := parse(fs, args); err != nil {
 		return exitCode(stderr, prog, err)
 	}
-	st, err := store.OpenExisting(*dbPath+"/chain", nil)
+	st, err := store.OpenExisting(node.ChainDir(*dbPath), nil)
 	if err != nil {
 		return exitCode(stderr, prog, err)
 	}

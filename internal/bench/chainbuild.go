@@ -25,6 +25,9 @@ type ChainConfig struct {
 	// otherwise they hold what came, and the report says how many in all.
 	BuildInterval time.Duration
 	ContentBytes  int
+	// Builder is "leader" (a leader fed over HTTP, the default) or "direct"
+	// (written with the node's store package; see buildChainDirect).
+	Builder string
 }
 
 // Validate checks c.
@@ -38,6 +41,8 @@ func (c *ChainConfig) Validate() error {
 		return errors.New("--build-interval must be at least 1ms")
 	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
 		return errors.New("--content-bytes must be from 1 to 65536")
+	case c.Builder != "leader" && c.Builder != "direct":
+		return errors.New("--build must be leader or direct")
 	}
 	return nil
 }
@@ -45,7 +50,7 @@ func (c *ChainConfig) Validate() error {
 func (c *ChainConfig) params() map[string]any {
 	return map[string]any{
 		"blocks": c.Blocks, "messages_per_block": c.MessagesPerBlock,
-		"build_interval": c.BuildInterval.String(), "content_bytes": c.ContentBytes,
+		"build_interval": c.BuildInterval.String(), "content_bytes": c.ContentBytes, "build": c.Builder,
 	}
 }
 
@@ -60,11 +65,19 @@ type builtChain struct {
 	apparent int64 // the sum of its files' sizes
 }
 
-// buildChain runs a leader with a short block interval and at most
+// buildChain builds the chain cfg describes with cfg.Builder.
+func buildChain(ctx context.Context, sup *Supervisor, cfg ChainConfig, what string) (*builtChain, error) {
+	if cfg.Builder == "direct" {
+		return buildChainDirect(ctx, sup, cfg, what)
+	}
+	return buildChainLeader(ctx, sup, cfg, what)
+}
+
+// buildChainLeader runs a leader with a short block interval and at most
 // MessagesPerBlock messages a block, feeds it signed batches (signed as it
 // goes: building is not measured) until it has sealed Blocks blocks, lets
 // it seal its queue, and stops it gracefully.
-func buildChain(ctx context.Context, sup *Supervisor, cfg ChainConfig, what string) (*builtChain, error) {
+func buildChainLeader(ctx context.Context, sup *Supervisor, cfg ChainConfig, what string) (*builtChain, error) {
 	start := time.Now()
 	var height, sealed atomic.Int64
 	perBlock := max(cfg.MessagesPerBlock, 1)

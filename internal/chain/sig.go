@@ -2,8 +2,11 @@ package chain
 
 import (
 	"crypto/rand"
+	"crypto/sha512"
 	"sync"
 
+	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
 	vo "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
@@ -110,30 +113,88 @@ func VerifyMessages(msgs []Message) []error {
 // hashes[i] and returns the index of the first invalid one, or len(hashes).
 // It runs on the calling goroutine.
 func FirstBadBlockSignature(producer PublicKey, hashes []Hash, sigs []Signature) int {
-	if len(hashes) < minBatch {
-		for i := range hashes {
-			if !verifySig(producer, hashes[i][:], sigs[i]) {
-				return i
-			}
-		}
+	if len(hashes) >= minBatch && expandedKey(producer) != nil && sameKeyBatch(producer, hashes, sigs) {
 		return len(hashes)
 	}
-	ek := expandedKey(producer)
-	if ek == nil {
-		return 0 // not a point: no signature by it can be valid
-	}
-	bv := vo.NewBatchVerifierWithCapacity(len(hashes))
 	for i := range hashes {
-		bv.AddExpandedWithOptions(ek, hashes[i][:], sigs[i][:], acceptance)
-	}
-	ok, valid := bv.Verify(rand.Reader)
-	if ok {
-		return len(hashes)
-	}
-	for i, v := range valid {
-		if !v {
+		if !verifySig(producer, hashes[i][:], sigs[i]) {
 			return i
 		}
 	}
 	return len(hashes)
+}
+
+// sameKeyBatch reports whether every sigs[i] is a valid signature by pub
+// over hashes[i], for a pub that expandedKey accepts. It checks the
+// cofactored batch equation that curve25519-voi's batch verifier checks,
+//
+//	[8]( -[sum z_i s_i]B + sum [z_i]R_i + sum [z_i k_i]A_i ) = 0,
+//
+// with random 128-bit z_i, but since all A_i are one key it adds their terms
+// up front into the single term [sum z_i k_i]A. That is the same equation,
+// so it accepts exactly what the general verifier and ZIP-215 single
+// verification accept; it only leaves out half the points of the
+// multiscalar multiplication (about a quarter of the time per signature).
+// It answers for the batch as a whole: false means at least one is invalid.
+func sameKeyBatch(pub PublicKey, hashes []Hash, sigs []Signature) bool {
+	n := len(hashes)
+	var A curve.EdwardsPoint
+	if !decompress(&A, pub[:]) || A.IsSmallOrder() {
+		return false
+	}
+	z := make([]byte, 16*n)
+	if _, err := rand.Read(z); err != nil {
+		panic("chain: no randomness for batch verification: " + err.Error())
+	}
+	// Terms: B, A, then each R_i.
+	Rs := make([]curve.EdwardsPoint, n)
+	coeffs := make([]scalar.Scalar, 2+n)
+	scalars := make([]*scalar.Scalar, 2+n)
+	points := make([]*curve.EdwardsPoint, 2+n)
+	var sumZS, sumZK, s, k, t scalar.Scalar
+	var wide [64]byte
+	var narrow [32]byte
+	h := sha512.New()
+	for i := range n {
+		sig := sigs[i][:]
+		// S canonical (no malleability); R any encoding of a point (ZIP-215).
+		if !scalar.ScMinimalVartime(sig[32:]) || !decompress(&Rs[i], sig[:32]) {
+			return false
+		}
+		if _, err := s.SetBytesModOrder(sig[32:]); err != nil {
+			return false
+		}
+		h.Reset()
+		h.Write(sig[:32])
+		h.Write(pub[:])
+		h.Write(hashes[i][:])
+		if _, err := k.SetBytesModOrderWide(h.Sum(wide[:0])); err != nil {
+			return false
+		}
+		zi := &coeffs[2+i]
+		copy(narrow[:16], z[16*i:16*i+16])
+		if _, err := zi.SetBytesModOrder(narrow[:]); err != nil {
+			return false
+		}
+		sumZS.Add(&sumZS, t.Mul(zi, &s))
+		sumZK.Add(&sumZK, t.Mul(zi, &k))
+		scalars[2+i], points[2+i] = zi, &Rs[i]
+	}
+	coeffs[0].Neg(&sumZS)
+	coeffs[1] = sumZK
+	scalars[0], points[0] = &coeffs[0], curve.ED25519_BASEPOINT_POINT
+	scalars[1], points[1] = &coeffs[1], &A
+	var sum curve.EdwardsPoint
+	return sum.MultiscalarMulVartime(scalars, points).IsSmallOrder()
+}
+
+// decompress sets p to the point that b encodes, in any encoding ZIP-215
+// takes (y need not be reduced), and reports whether b encodes a point.
+func decompress(p *curve.EdwardsPoint, b []byte) bool {
+	var c curve.CompressedEdwardsY
+	if _, err := c.SetBytes(b); err != nil {
+		return false
+	}
+	_, err := p.SetCompressedY(&c)
+	return err == nil
 }

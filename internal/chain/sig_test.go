@@ -185,6 +185,47 @@ func TestFirstBadBlockSignature(t *testing.T) {
 	}
 }
 
+// The batch path for block signatures agrees with single verification on
+// every edge case of the acceptance rule, hidden among valid signatures.
+func TestFirstBadBlockSignatureEdgeCases(t *testing.T) {
+	key := testKey(67)
+	producer := publicKey(key)
+	hashes, sigs := blockSigs(key, 70)
+	notAPointR := sigs[0]
+	notAPointR[0] = 2 // R: y = 2, not on the curve
+	clear(notAPointR[1:32])
+	for _, c := range []struct {
+		name string
+		sig  chain.Signature
+	}{
+		{"zero signature", chain.Signature{}},
+		{"neutral R, S = 0", identitySignature()},
+		{"S not canonical", nonCanonicalS(sigs[33])},
+		{"signature over another block", sigs[34]},
+		{"R not a point", notAPointR},
+	} {
+		s := slices.Clone(sigs)
+		s[33] = c.sig
+		if err := chain.VerifyBlockSignature(producer, hashes[33], c.sig); err == nil {
+			t.Fatalf("%s: single verification accepts it", c.name)
+		}
+		if got := chain.FirstBadBlockSignature(producer, hashes, s); got != 33 {
+			t.Fatalf("%s: FirstBadBlockSignature = %d, want 33", c.name, got)
+		}
+	}
+	// Under a small-order key the neutral signature satisfies the cofactored
+	// equation for every hash; the rule refuses such a key, batched or not.
+	forged := make([]chain.Signature, len(hashes))
+	for i := range forged {
+		forged[i] = identitySignature()
+	}
+	for _, k := range []chain.PublicKey{identityKey, identityKeyNonCanonical} {
+		if got := chain.FirstBadBlockSignature(k, hashes, forged); got != 0 {
+			t.Fatalf("small-order key %x: FirstBadBlockSignature = %d, want 0", k[:4], got)
+		}
+	}
+}
+
 // sequence seals n consecutive blocks on genesis with key.
 func sequence(key ed25519.PrivateKey, n int) []*chain.Block {
 	parent := chain.Genesis().Header

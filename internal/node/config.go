@@ -91,8 +91,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (c *Config) chainDir() string { return filepath.Join(c.DBPath, "chain") }
-func (c *Config) keyPath() string  { return filepath.Join(c.DBPath, "node.key") }
+// The layout of a data directory (--db-path): the Pebble database and the
+// node key, whose Ed25519 key signs the leader's blocks.
+
+// ChainDir is where the chain database of the node at dbPath lives.
+func ChainDir(dbPath string) string { return filepath.Join(dbPath, "chain") }
+
+// KeyPath is the node key file of the node at dbPath.
+func KeyPath(dbPath string) string { return filepath.Join(dbPath, "node.key") }
+
+func (c *Config) chainDir() string { return ChainDir(c.DBPath) }
+func (c *Config) keyPath() string  { return KeyPath(c.DBPath) }
 
 // gossipLimit is the gossipsub message size every node accepts. It is one
 // constant, not derived from a flag, because a receiver silently drops what

@@ -266,3 +266,20 @@ func TestOnDiskSchema(t *testing.T) {
 		t.Errorf("pending:1 = %x, want the message encoding", got)
 	}
 }
+
+// Closing twice is harmless: the second Close returns the first's answer
+// and the directory lock is free for the next node.
+func TestCloseTwice(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	if err := s.Close(); err != nil {
+		t.Fatalf("first Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s = mustOpen(t, dir)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close after reopening: %v", err)
+	}
+}

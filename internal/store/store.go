@@ -35,6 +35,9 @@ type Store struct {
 	commitMu sync.Mutex          // serialises Commit; guards nothing else
 	tip      atomic.Pointer[Tip] // the committed tip; replaced after each commit
 
+	closeOnce sync.Once
+	closeErr  error
+
 	// failBeforeApply, when set (by tests), is called with the assembled batch
 	// just before it is applied; an error aborts the commit there.
 	failBeforeApply func() error
@@ -198,8 +201,13 @@ func pebbleOptions(log *slog.Logger, readOnly bool) *pebble.Options {
 
 // Close flushes the memtable, so that the next Open need not replay the
 // log (every acknowledged write is already synced), closes the database
-// and releases the directory lock.
+// and releases the directory lock. Closing again returns the first answer.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Store) close() error {
 	var err error
 	if !s.readOnly {
 		if ferr := s.db.Flush(); ferr != nil {
