@@ -51,7 +51,12 @@ func MessageRoot(entries []Entry) Hash {
 	if len(entries) == 0 {
 		return EmptyRoot
 	}
-	level := make([]Hash, len(entries))
+	var small [16]Hash // most blocks are small: keep them off the heap
+	level := small[:0]
+	if len(entries) > len(small) {
+		level = make([]Hash, 0, len(entries))
+	}
+	level = level[:len(entries)]
 	for i := range entries {
 		level[i] = LeafHash(entries[i])
 	}

@@ -24,7 +24,7 @@ type Progress struct {
 // chunkSize is how many consecutive blocks one verification job holds: big
 // enough for batch signature verification to pay, small enough to keep
 // every core busy.
-const chunkSize = 512
+const chunkSize = 1024
 
 // VerifyChain is the startup integrity check. It reads every block from 0
 // to meta:last_height in key order and checks that each is present, decodes,
@@ -121,7 +121,7 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 	defer st.stop()
 
 	next := uint64(0)
-	c := &chunk{first: 0}
+	c := &chunk{first: 0, recs: make([][]byte, 0, chunkSize)}
 	nextReport := time.Now()
 	for ok := it.First(); ok && next <= last; ok = it.Next() {
 		if len(c.recs) == chunkSize {
@@ -132,7 +132,7 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 				return nil, nil // an earlier chunk is bad: that is the first error
 			}
 			st.submit(c)
-			c = &chunk{first: next}
+			c = &chunk{first: next, recs: make([][]byte, 0, chunkSize)}
 			if time.Now().After(nextReport) {
 				progress(next)
 				nextReport = time.Now().Add(time.Second)
@@ -146,7 +146,7 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 			st.submit(c)
 			return corrupt(next, "block missing"), nil
 		}
-		c.recs = append(c.recs, append([]byte(nil), it.Value()...))
+		c.add(it.Value())
 		next++
 	}
 	if err := it.Error(); err != nil {
@@ -167,6 +167,18 @@ type chunk struct {
 	seq   int
 	first uint64
 	recs  [][]byte
+	arena []byte // holds the records' bytes, a few allocations per chunk
+}
+
+// add appends a copy of rec: the iterator's value is only valid until it moves.
+func (c *chunk) add(rec []byte) {
+	if cap(c.arena)-len(c.arena) < len(rec) {
+		// Room for the rest of the chunk at this record's size, within reason.
+		c.arena = make([]byte, 0, max(len(rec), min(len(rec)*(chunkSize-len(c.recs)), 4<<20)))
+	}
+	at := len(c.arena)
+	c.arena = append(c.arena, rec...)
+	c.recs = append(c.recs, c.arena[at:len(c.arena):len(c.arena)])
 }
 
 // checked is what verifying a chunk on its own found: its ends, for
