@@ -111,8 +111,11 @@ func buildChainLeader(ctx context.Context, sup *Supervisor, cfg ChainConfig, wha
 	fctx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
 	done := func() bool { return fctx.Err() != nil || height.Load() >= int64(cfg.Blocks) }
-	client := newHTTPClient(runtime.NumCPU() * 2)
-	defer client.CloseIdleConnections()
+	sub, err := newSubmitter(ldr.URL, runtime.NumCPU()*2)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.close()
 	for range runtime.NumCPU() * 2 {
 		wg.Add(1)
 		go func() {
@@ -133,7 +136,7 @@ func buildChainLeader(ctx context.Context, sup *Supervisor, cfg ChainConfig, wha
 					m := signed(keys, cfg.ContentBytes, i)
 					bodies = append(bodies, submissionJSON(&m))
 				}
-				codes, err := post(fctx, client, ldr.URL+"/messages", batchBody(bodies), hi-lo)
+				codes, err := sub.post(fctx, "/messages", batchBody(bodies), hi-lo)
 				if err != nil {
 					if fctx.Err() == nil {
 						errOnce.Do(func() { firstErr = fmt.Errorf("bench: building the chain: %w", err) })

@@ -1,13 +1,8 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,22 +66,6 @@ func (r *LoadResult) IsAcked(i int) bool {
 // Seconds is the length of the run, from the first request to the last answer.
 func (r *LoadResult) Seconds() float64 { return r.End.Sub(r.Start).Seconds() }
 
-// newHTTPClient is a client for clients concurrent connections to one
-// host on 127.0.0.1, never through a proxy.
-func newHTTPClient(clients int) *http.Client {
-	return &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConns:        clients * 2,
-			MaxIdleConnsPerHost: clients * 2,
-			IdleConnTimeout:     30 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-}
-
 type loadJob struct {
 	unit int       // which request: messages [From+unit*Batch, From+(unit+1)*Batch)
 	due  time.Time // open loop: when it was due
@@ -125,14 +104,16 @@ func RunLoad(ctx context.Context, pool *Pool, spec LoadSpec) (*LoadResult, error
 	if units == 0 {
 		return nil, fmt.Errorf("bench: a load of %d messages has no request of %d", spec.To-spec.From, spec.Batch)
 	}
-	url := spec.URL + path
 
 	res := &LoadResult{
 		from: spec.From, submitUs: make([]int64, spec.To-spec.From), acked: make([]bool, spec.To-spec.From),
 		Codes: make(map[int]int),
 	}
-	client := newHTTPClient(spec.Clients)
-	defer client.CloseIdleConnections()
+	sub, err := newSubmitter(spec.URL, spec.Clients)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -216,7 +197,7 @@ func RunLoad(ctx context.Context, pool *Pool, spec LoadSpec) (*LoadResult, error
 					}
 				}
 				st.sent += spec.Batch
-				acked, err := post(ctx, client, url, bodies(unit), spec.Batch)
+				acked, err := sub.post(ctx, path, bodies(unit), spec.Batch)
 				end := time.Now()
 				if err != nil {
 					st.failed += spec.Batch
@@ -267,54 +248,4 @@ func RunLoad(ctx context.Context, pool *Pool, spec LoadSpec) (*LoadResult, error
 		return res, err
 	}
 	return res, nil
-}
-
-// batchAnswer is the part of POST /messages' answer the load reads.
-type batchAnswer struct {
-	Results []struct {
-		Status string `json:"status"`
-		Code   int    `json:"code"`
-		Error  string `json:"error"`
-	} `json:"results"`
-}
-
-// post sends one request and returns, per message, 0 when it was
-// acknowledged or the HTTP status it was refused with.
-func post(ctx context.Context, c *http.Client, url string, body []byte, n int) ([]int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	codes := make([]int, n)
-	switch {
-	case n == 1 && resp.StatusCode == http.StatusAccepted:
-	case n > 1 && resp.StatusCode == http.StatusOK:
-		var a batchAnswer
-		if err := json.Unmarshal(data, &a); err != nil {
-			return nil, fmt.Errorf("bench: batch answer: %w", err)
-		}
-		if len(a.Results) != n {
-			return nil, fmt.Errorf("bench: batch of %d answered with %d results", n, len(a.Results))
-		}
-		for i, r := range a.Results {
-			if r.Status != "pending" {
-				codes[i] = max(r.Code, 1)
-			}
-		}
-	default:
-		for i := range codes {
-			codes[i] = resp.StatusCode
-		}
-	}
-	return codes, nil
 }

@@ -269,14 +269,17 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	}
 
 	// One-message blocks: one message half an interval after each block.
-	client := newHTTPClient(1)
-	defer client.CloseIdleConnections()
+	sub, err := newSubmitter(c.leader.URL, 1)
+	if err != nil {
+		return err
+	}
+	defer sub.close()
 	for i := range cfg.SmallBlocks {
 		if _, err := c.log.nextProduced(ctx, 10*time.Second); err != nil {
 			return err
 		}
 		time.Sleep(propagateInterval / 2)
-		codes, err := post(ctx, client, c.leader.URL+"/message", pool.Body(i), 1)
+		codes, err := sub.post(ctx, "/message", pool.Body(i), 1)
 		if err == nil && codes[0] != 0 {
 			err = fmt.Errorf("HTTP %d", codes[0])
 		}
@@ -420,8 +423,11 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 // submitAll sends messages [from, to) of pool in batches of at most
 // batch, clients requests at a time, and returns how many were acknowledged.
 func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, clients int) (int, error) {
-	client := newHTTPClient(clients)
-	defer client.CloseIdleConnections()
+	sub, err := newSubmitter(url, clients)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.close()
 	var (
 		mu       sync.Mutex
 		acked    int
@@ -439,7 +445,7 @@ func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, cli
 			if hi-lo == 1 {
 				path, body = "/message", pool.Body(lo)
 			}
-			codes, err := post(ctx, client, url+path, body, hi-lo)
+			codes, err := sub.post(ctx, path, body, hi-lo)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {
