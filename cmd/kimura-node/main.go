@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,9 +118,27 @@ func runNode(args []string, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		return exitCode(stderr, "kimura-node", err)
 	}
+	limitGoMemory()
 	ctx, stop := signalContext()
 	defer stop()
 	return exitCode(stderr, "kimura-node", node.Run(ctx, cfg))
+}
+
+// defaultGoMemoryLimit is the node's soft limit on the memory the Go runtime
+// holds (heap, stacks; not Pebble's memtables and block cache, which are
+// allocated outside it), unless GOMEMLIMIT sets another. Under load the
+// live heap is about 40 MB; with the default GC target the runtime held
+// twice that and gave freed memory back slowly, so peak RSS passed 150 MB
+// after a million messages. Near the limit the runtime collects sooner and
+// returns memory sooner; it never fails an allocation because of it, and
+// it caps the extra GC work at half the CPU if the live heap ever grows past
+// the limit (a very long pending queue).
+const defaultGoMemoryLimit = 64 << 20
+
+func limitGoMemory() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(defaultGoMemoryLimit)
+	}
 }
 
 func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err error) {

@@ -10,7 +10,11 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// fasthttp's client leaves a janitor per host client that ends by itself
+// once its connections are closed and a sleep of up to 10 s is over.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"))
+}
 
 func TestParseLogLine(t *testing.T) {
 	l := ParseLogLine(`time=2026-11-25T19:33:54.089Z level=INFO msg="Produced block 17 with 501 messages"`)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -35,6 +36,7 @@ func newSubmitter(baseURL string, conns int) (*submitter, error) {
 	return &submitter{
 		hc: &fasthttp.HostClient{
 			Addr:                      u.Host,
+			Dial:                      dialTCP, // not fasthttp's dialer: it caches DNS in a goroutine that never ends
 			MaxConns:                  conns,
 			MaxConnWaitTimeout:        requestTimeout,
 			ReadTimeout:               requestTimeout,
@@ -44,6 +46,10 @@ func newSubmitter(baseURL string, conns int) (*submitter, error) {
 		},
 		base: u.Scheme + "://" + u.Host,
 	}, nil
+}
+
+func dialTCP(addr string) (net.Conn, error) {
+	return (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
 }
 
 // close drops the idle connections.

@@ -39,7 +39,7 @@ func combiners() int { return 2 * runtime.GOMAXPROCS(0) }
 type Store interface {
 	AddPending([]store.Pending) error
 	LoadPending() ([]store.Pending, error)
-	HasMessage(chain.Hash) (bool, error)
+	HasMessages([]chain.Hash) ([]bool, error)
 }
 
 // Pool is the pending queue. Its methods are safe for concurrent use; Peek
@@ -234,13 +234,13 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 	// once its ID is reserved, the store answers for it.
 	kept := batch[:0]
 	var dropped []store.Pending
+	confirmed, err := p.store.HasMessages(ids)
 	for j, e := range batch {
-		ok, err := p.store.HasMessage(ids[j])
 		switch {
 		case err != nil:
 			errs[from[j]] = fmt.Errorf("mempool: %w", err)
 			dropped = append(dropped, e)
-		case ok:
+		case confirmed[j]:
 			errs[from[j]] = fmt.Errorf("%w: %s is confirmed", ErrDuplicate, ids[j])
 			dropped = append(dropped, e)
 		default:

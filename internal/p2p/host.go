@@ -257,6 +257,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithFloodPublish(true),
 		// Peer exchange would hand us addresses to dial; we dial only our own.
 		pubsub.WithPeerExchange(false),
+		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(Topic)),
 		pubsub.WithRawTracer(tracer),
 		pubsub.WithLogger(slog.New(demoteHandler{logger.Handler()}).With("subsystem", "pubsub")),
@@ -490,4 +491,17 @@ func (h *Host) Close() error {
 		h.log.Info("p2p host closed")
 	})
 	return h.closeErr
+}
+
+// gossipParams are pubsub's defaults but for the message cache, which keeps
+// every published block in memory for HistoryLength heartbeats (1 s each)
+// to answer IWANT gossip: 1 rather than 5. Blocks reach peers by flood
+// publishing, and a peer that misses one pulls it from the leader over HTTP
+// within a second, so the longer history bought nothing but memory (at 10
+// blocks a second of 10,000 messages, 5 heartbeats held 30 MB).
+func gossipParams() pubsub.GossipSubParams {
+	p := pubsub.DefaultGossipSubParams()
+	p.HistoryLength = 1
+	p.HistoryGossip = 1
+	return p
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -116,5 +117,48 @@ func TestAddPendingIsDurable(t *testing.T) {
 		if ps[i].Seq != uint64(i) || ps[i].Message != msgs[i] {
 			t.Fatalf("pending %d = %+v", i, ps[i])
 		}
+	}
+}
+
+// HasMessages answers for every ID in one call, from the memtable and from
+// flushed tables down to the bottom level (whose bloom filters it reads).
+func TestHasMessages(t *testing.T) {
+	s, _ := newStore(t)
+	bl := newBuilder()
+	var stored []chain.Message
+	for range 3 {
+		_, msgs := bl.extend(t, s, 4)
+		stored = append(stored, msgs...)
+		// Push what is stored so far out of the memtable and down the levels.
+		if err := s.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Compact(context.Background(), []byte("msg:"), prefixEnd(msgPrefix), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, last := bl.extend(t, s, 2)
+	stored = append(stored, last...) // these two only in the memtable
+	absent := bl.messages(5)
+
+	var ids []chain.Hash
+	var want []bool
+	for i := range max(len(stored), len(absent)) {
+		if i < len(absent) {
+			ids, want = append(ids, absent[i].ID()), append(want, false)
+		}
+		if i < len(stored) {
+			ids, want = append(ids, stored[i].ID()), append(want, true)
+		}
+	}
+	got, err := s.HasMessages(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("HasMessages = %v, want %v", got, want)
+	}
+	if got, err := s.HasMessages(nil); err != nil || len(got) != 0 {
+		t.Fatalf("HasMessages(nil) = %v, %v", got, err)
 	}
 }

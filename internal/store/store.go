@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -194,7 +195,7 @@ func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
 //     compacted. Measured: sustained batch ingest 14k -> 20k msgs/s, peak
 //     RSS 109 -> 121 MB after ~900k messages.
 func pebbleOptions(log *slog.Logger, readOnly bool) *pebble.Options {
-	o := &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly, MemTableSize: 16 << 20}
+	o := &pebble.Options{Logger: pebbleLogger{log}, ReadOnly: readOnly, MemTableSize: 8 << 20, CacheSize: 32 << 20}
 	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // later levels inherit it
 	return o
 }
@@ -337,15 +338,33 @@ func (s *Store) Message(id chain.Hash) (Confirmed, error) {
 
 // HasMessage reports whether a confirmed message with id is stored.
 func (s *Store) HasMessage(id chain.Hash) (bool, error) {
-	_, closer, err := s.db.Get(msgKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return false, nil
-	}
+	has, err := s.HasMessages([]chain.Hash{id})
 	if err != nil {
-		return false, fmt.Errorf("store: get message %s: %w", id, err)
+		return false, err
 	}
-	_ = closer.Close()
-	return true, nil
+	return has[0], nil
+}
+
+// HasMessages reports for each id whether a confirmed message with it is
+// stored. It answers the uniqueness check of every submission, which is
+// almost always "no": one iterator serves the whole list, and it consults
+// the bloom filters of every level, the bottom one included (Pebble's Get
+// skips those, reading a data block for every absent key instead).
+func (s *Store) HasMessages(ids []chain.Hash) ([]bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	has := make([]bool, len(ids))
+	key := make([]byte, 0, len(msgPrefix)+chain.HashSize)
+	for i, id := range ids {
+		key = append(append(key[:0], msgPrefix...), id[:]...)
+		has[i] = it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key)
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("store: look up messages: %w", err)
+	}
+	return has, nil
 }
 
 // PutMessage keeps a confirmed message that the caller has verified against
