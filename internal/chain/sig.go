@@ -80,30 +80,38 @@ func VerifyMessages(msgs []Message) []error {
 		}
 		return errs
 	}
-	bv := vo.NewBatchVerifierWithCapacity(len(msgs))
-	idx := make([]int, 0, len(msgs))
+	var (
+		keys   []PublicKey
+		keyIdx = make(map[PublicKey]int)
+		batch  keyedBatch
+		idx    = make([]int, 0, len(msgs)) // idx[j]: the message of batch entry j
+	)
 	for i := range msgs {
-		if err := msgs[i].checkContent(); err != nil {
+		m := &msgs[i]
+		if err := m.checkContent(); err != nil {
 			errs[i] = err
 			continue
 		}
-		m := &msgs[i]
-		ek := expandedKey(m.Sender)
-		if ek == nil {
+		if expandedKey(m.Sender) == nil {
 			errs[i] = m.signatureError()
 			continue
 		}
-		bv.AddExpandedWithOptions(ek, SigningBytes(m.Sender, m.Nonce, m.Content), m.Signature[:], acceptance)
+		k, ok := keyIdx[m.Sender]
+		if !ok {
+			k = len(keys)
+			keyIdx[m.Sender] = k
+			keys = append(keys, m.Sender)
+		}
+		batch.add(k, SigningBytes(m.Sender, m.Nonce, m.Content), &m.Signature)
 		idx = append(idx, i)
 	}
-	if len(idx) == 0 {
+	if len(idx) == 0 || batch.verify(keys) {
 		return errs
 	}
-	if ok, valid := bv.Verify(rand.Reader); !ok {
-		for j, i := range idx {
-			if !valid[j] {
-				errs[i] = msgs[i].signatureError()
-			}
+	// At least one is invalid: find which, one by one.
+	for j, i := range idx {
+		if !verifySig(keys[batch.key[j]], batch.msg[j], msgs[i].Signature) {
+			errs[i] = msgs[i].signatureError()
 		}
 	}
 	return errs
@@ -113,8 +121,14 @@ func VerifyMessages(msgs []Message) []error {
 // hashes[i] and returns the index of the first invalid one, or len(hashes).
 // It runs on the calling goroutine.
 func FirstBadBlockSignature(producer PublicKey, hashes []Hash, sigs []Signature) int {
-	if len(hashes) >= minBatch && expandedKey(producer) != nil && sameKeyBatch(producer, hashes, sigs) {
-		return len(hashes)
+	if len(hashes) >= minBatch && expandedKey(producer) != nil {
+		var batch keyedBatch
+		for i := range hashes {
+			batch.add(0, hashes[i][:], &sigs[i])
+		}
+		if batch.verify([]PublicKey{producer}) {
+			return len(hashes)
+		}
 	}
 	for i := range hashes {
 		if !verifySig(producer, hashes[i][:], sigs[i]) {
@@ -124,41 +138,66 @@ func FirstBadBlockSignature(producer PublicKey, hashes []Hash, sigs []Signature)
 	return len(hashes)
 }
 
-// sameKeyBatch reports whether every sigs[i] is a valid signature by pub
-// over hashes[i], for a pub that expandedKey accepts. It checks the
-// cofactored batch equation that curve25519-voi's batch verifier checks,
+// keyedBatch is a batch of signatures to verify together: entry j is a
+// signature sig[j] over msg[j] by the key numbered key[j].
+type keyedBatch struct {
+	key []int
+	msg [][]byte
+	sig []*Signature
+}
+
+func (b *keyedBatch) add(key int, msg []byte, sig *Signature) {
+	b.key, b.msg, b.sig = append(b.key, key), append(b.msg, msg), append(b.sig, sig)
+}
+
+// verify reports whether every signature in b is valid, by keys[b.key[j]],
+// for keys that expandedKey accepts. It checks the cofactored batch
+// equation that curve25519-voi's batch verifier checks,
 //
-//	[8]( -[sum z_i s_i]B + sum [z_i]R_i + sum [z_i k_i]A_i ) = 0,
+//	[8]( -[sum z_j s_j]B + sum [z_j]R_j + sum [z_j k_j]A_j ) = 0,
 //
-// with random 128-bit z_i, but since all A_i are one key it adds their terms
-// up front into the single term [sum z_i k_i]A. That is the same equation,
-// so it accepts exactly what the general verifier and ZIP-215 single
-// verification accept; it only leaves out half the points of the
-// multiscalar multiplication (about a quarter of the time per signature).
+// with random 128-bit z_j, but it adds up the terms of each key first, so
+// the equation has one term per distinct key rather than one per signature:
+// sum over keys A of [sum of z_j k_j for A's signatures]A. That is the same
+// equation, so it accepts exactly what the general verifier and ZIP-215
+// single verification accept; it only leaves out points of the multiscalar
+// multiplication. A chain's blocks have one key, and a sender usually sends
+// many messages: a batch of n signatures by m keys costs n + m + 1 points
+// instead of 2n + 1 (about 35% less time per signature with one key). When
+// most keys are distinct, the general verifier, whose keys come with
+// precomputed tables, is faster, and verify uses it.
+//
 // It answers for the batch as a whole: false means at least one is invalid.
-func sameKeyBatch(pub PublicKey, hashes []Hash, sigs []Signature) bool {
-	n := len(hashes)
-	var A curve.EdwardsPoint
-	if !decompress(&A, pub[:]) || A.IsSmallOrder() {
-		return false
+func (b *keyedBatch) verify(keys []PublicKey) bool {
+	n := len(b.sig)
+	if 2*len(keys) > n {
+		return b.verifyGeneral(keys)
 	}
 	z := make([]byte, 16*n)
 	if _, err := rand.Read(z); err != nil {
 		panic("chain: no randomness for batch verification: " + err.Error())
 	}
-	// Terms: B, A, then each R_i.
-	Rs := make([]curve.EdwardsPoint, n)
-	coeffs := make([]scalar.Scalar, 2+n)
-	scalars := make([]*scalar.Scalar, 2+n)
-	points := make([]*curve.EdwardsPoint, 2+n)
-	var sumZS, sumZK, s, k, t scalar.Scalar
+	// Terms: B, each key, then each R_j.
+	m := len(keys)
+	pts := make([]curve.EdwardsPoint, m+n)
+	coeffs := make([]scalar.Scalar, 1+m+n)
+	scalars := make([]*scalar.Scalar, 1+m+n)
+	points := make([]*curve.EdwardsPoint, 1+m+n)
+	scalars[0], points[0] = &coeffs[0], curve.ED25519_BASEPOINT_POINT
+	for k := range keys {
+		if !decompress(&pts[k], keys[k][:]) || pts[k].IsSmallOrder() {
+			return false
+		}
+		scalars[1+k], points[1+k] = &coeffs[1+k], &pts[k]
+	}
+	var sumZS, s, k, t scalar.Scalar
 	var wide [64]byte
 	var narrow [32]byte
 	h := sha512.New()
-	for i := range n {
-		sig := sigs[i][:]
+	for j := range n {
+		sig, R := b.sig[j][:], &pts[m+j]
 		// S canonical (no malleability); R any encoding of a point (ZIP-215).
-		if !scalar.ScMinimalVartime(sig[32:]) || !decompress(&Rs[i], sig[:32]) {
+		if !scalar.ScMinimalVartime(sig[32:]) || !decompress(R, sig[:32]) {
 			return false
 		}
 		if _, err := s.SetBytesModOrder(sig[32:]); err != nil {
@@ -166,26 +205,33 @@ func sameKeyBatch(pub PublicKey, hashes []Hash, sigs []Signature) bool {
 		}
 		h.Reset()
 		h.Write(sig[:32])
-		h.Write(pub[:])
-		h.Write(hashes[i][:])
+		h.Write(keys[b.key[j]][:])
+		h.Write(b.msg[j])
 		if _, err := k.SetBytesModOrderWide(h.Sum(wide[:0])); err != nil {
 			return false
 		}
-		zi := &coeffs[2+i]
-		copy(narrow[:16], z[16*i:16*i+16])
-		if _, err := zi.SetBytesModOrder(narrow[:]); err != nil {
+		zj := &coeffs[1+m+j]
+		copy(narrow[:16], z[16*j:16*j+16])
+		if _, err := zj.SetBytesModOrder(narrow[:]); err != nil {
 			return false
 		}
-		sumZS.Add(&sumZS, t.Mul(zi, &s))
-		sumZK.Add(&sumZK, t.Mul(zi, &k))
-		scalars[2+i], points[2+i] = zi, &Rs[i]
+		sumZS.Add(&sumZS, t.Mul(zj, &s))
+		keyCoeff := &coeffs[1+b.key[j]]
+		keyCoeff.Add(keyCoeff, t.Mul(zj, &k))
+		scalars[1+m+j], points[1+m+j] = zj, R
 	}
 	coeffs[0].Neg(&sumZS)
-	coeffs[1] = sumZK
-	scalars[0], points[0] = &coeffs[0], curve.ED25519_BASEPOINT_POINT
-	scalars[1], points[1] = &coeffs[1], &A
 	var sum curve.EdwardsPoint
 	return sum.MultiscalarMulVartime(scalars, points).IsSmallOrder()
+}
+
+// verifyGeneral checks b with curve25519-voi's batch verifier.
+func (b *keyedBatch) verifyGeneral(keys []PublicKey) bool {
+	bv := vo.NewBatchVerifierWithCapacity(len(b.sig))
+	for j := range b.sig {
+		bv.AddExpandedWithOptions(expandedKey(keys[b.key[j]]), b.msg[j], b.sig[j][:], acceptance)
+	}
+	return bv.VerifyBatchOnly(rand.Reader)
 }
 
 // decompress sets p to the point that b encodes, in any encoding ZIP-215

@@ -130,6 +130,32 @@ func TestVerifyMessagesAgreesWithVerify(t *testing.T) {
 	}
 }
 
+// Batches of one sender, a few, and mostly distinct ones (the last take the
+// general verifier, the others add up each key's terms) accept valid
+// messages and single out a bad one wherever it is.
+func TestVerifyMessagesBySenders(t *testing.T) {
+	for _, senders := range []int{1, 3, 150} {
+		msgs := make([]chain.Message, 200)
+		for i := range msgs {
+			msgs[i] = chain.SignMessage(testKey(byte(70+i%senders)), uint64(i), fmt.Sprint("message ", i))
+		}
+		for i, err := range chain.VerifyMessages(msgs) {
+			if err != nil {
+				t.Fatalf("%d senders: message %d: %v", senders, i, err)
+			}
+		}
+		for _, bad := range []int{0, 117, 199} {
+			b := slices.Clone(msgs)
+			b[bad].Content += "!"
+			for i, err := range chain.VerifyMessages(b) {
+				if (i == bad) != errors.Is(err, chain.ErrBadSignature) {
+					t.Fatalf("%d senders, bad %d: message %d: %v", senders, bad, i, err)
+				}
+			}
+		}
+	}
+}
+
 // blockSigs returns n block hashes and the producer's signatures over them.
 func blockSigs(key ed25519.PrivateKey, n int) ([]chain.Hash, []chain.Signature) {
 	hashes := make([]chain.Hash, n)
