@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -372,13 +373,15 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// Fast path: a well-typed batch decodes in one pass. Only when some
-	// element does not fit Submission is each element decoded on its own,
-	// so that it alone is refused.
+	// Fast path: a well-typed batch decodes in one pass, with goccy/go-json
+	// (an encoding/json work-alike at about half its cost; JSON was a tenth
+	// of the leader's CPU under batch load). Only when that fails is the
+	// body decoded with encoding/json, each element on its own, so that a
+	// bad element alone is refused, with encoding/json's reason.
 	var typed struct {
 		Messages []Submission `json:"messages"`
 	}
-	if err := json.Unmarshal(body, &typed); err != nil {
+	if err := gojson.Unmarshal(body, &typed); err != nil {
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 			return

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -355,10 +356,17 @@ func (s *Store) HasMessages(ids []chain.Hash) ([]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	// In key order, each seek starts where the last one ended and mostly
+	// stays in the same table.
+	order := make([]int, len(ids))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(ids[a][:], ids[b][:]) })
 	has := make([]bool, len(ids))
 	key := make([]byte, 0, len(msgPrefix)+chain.HashSize)
-	for i, id := range ids {
-		key = append(append(key[:0], msgPrefix...), id[:]...)
+	for _, i := range order {
+		key = append(append(key[:0], msgPrefix...), ids[i][:]...)
 		has[i] = it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key)
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
