@@ -52,7 +52,7 @@ func (s *Store) Commit(c Commit) error {
 	batch := s.db.NewBatch()
 	defer batch.Close()
 	for _, b := range c.Blocks {
-		if err := batch.Set(blockKey(b.Height), b.Encode(), nil); err != nil {
+		if err := batch.Set(blockKey(b.Height), storedBlock(b.Encode()), nil); err != nil {
 			return fmt.Errorf("store: batch block %d: %w", b.Height, err)
 		}
 	}
@@ -98,7 +98,11 @@ func (s *Store) BlockRecords(from uint64, limit int) ([][]byte, error) {
 		if h := binary.BigEndian.Uint64(it.Key()[len(blockPrefix):]); h != want {
 			return nil, corrupt(want, "block missing")
 		}
-		out = append(out, append([]byte(nil), it.Value()...))
+		rec, cerr := openStoredBlock(want, it.Value())
+		if cerr != nil {
+			return nil, cerr
+		}
+		out = append(out, append([]byte(nil), rec...))
 		want++
 	}
 	return out, it.Error()

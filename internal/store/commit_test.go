@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -171,7 +172,7 @@ func TestBlockRecords(t *testing.T) {
 	tip := s.Tip().Height // 5
 	// A record stored beyond the tip (not committed) is never served.
 	beyond := bl.seal(s.Tip(), nil)
-	setRaw(t, s, blockKey(beyond.Height), beyond.Encode())
+	setRaw(t, s, blockKey(beyond.Height), storedBlock(beyond.Encode()))
 
 	for _, c := range []struct {
 		from       uint64
@@ -253,8 +254,10 @@ func TestOnDiskSchema(t *testing.T) {
 		t.Errorf("meta:genesis_hash = %x", got)
 	}
 	for h, b := range blocks {
-		if got := get(append([]byte("block:"), be(uint64(h))...)); !bytes.Equal(got, b.Encode()) {
-			t.Errorf("block:%d is not the block record", h)
+		rec := b.Encode()
+		want := binary.BigEndian.AppendUint32(bytes.Clone(rec), crc32.Checksum(rec, crc32.MakeTable(crc32.Castagnoli)))
+		if got := get(append([]byte("block:"), be(uint64(h))...)); !bytes.Equal(got, want) {
+			t.Errorf("block:%d is not the block record and its CRC-32C", h)
 		}
 	}
 	id := confirmed.Message.ID()
@@ -281,5 +284,31 @@ func TestCloseTwice(t *testing.T) {
 	s = mustOpen(t, dir)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close after reopening: %v", err)
+	}
+}
+
+// A block damaged after the startup check is still never served: every read
+// of a block checks its checksum and names the height.
+func TestReadsRefuseDamagedBlock(t *testing.T) {
+	s, _ := newStore(t)
+	blocks, _ := buildChain(t, s, 2, 3, 1)
+	v := storedBlock(blocks[2].Encode())
+	v[len(v)/2] ^= 0x01
+	setRaw(t, s, blockKey(2), v)
+
+	check := func(what string, err error) {
+		t.Helper()
+		if ce, ok := IsCorruption(err); !ok || ce.Height != 2 {
+			t.Errorf("%s: %v, want corruption at height 2", what, err)
+		}
+	}
+	_, err := s.Block(2)
+	check("Block", err)
+	_, err = s.BlockRecord(2)
+	check("BlockRecord", err)
+	_, err = s.BlockRecords(1, 3)
+	check("BlockRecords", err)
+	if recs, err := s.BlockRecords(3, 1); err != nil || len(recs) != 1 || !bytes.Equal(recs[0], blocks[3].Encode()) {
+		t.Errorf("BlockRecords past the damage = %d records, %v", len(recs), err)
 	}
 }

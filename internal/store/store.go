@@ -126,7 +126,7 @@ func (s *Store) init() error {
 		g := chain.Genesis()
 		b := s.db.NewBatch()
 		defer b.Close()
-		_ = b.Set(blockKey(0), g.Encode(), nil)
+		_ = b.Set(blockKey(0), storedBlock(g.Encode()), nil)
 		_ = b.Set(keyGenesisHash, chain.GenesisHash[:], nil)
 		putTip(b, 0, chain.GenesisHash)
 		if err := s.db.Apply(b, pebble.Sync); err != nil {
@@ -285,14 +285,26 @@ func (s *Store) BlockRecord(height uint64) ([]byte, error) {
 	if height > s.Tip().Height {
 		return nil, ErrNotFound
 	}
-	return s.get(blockKey(height))
+	v, err := s.get(blockKey(height))
+	if err != nil {
+		return nil, err
+	}
+	rec, cerr := openStoredBlock(height, v)
+	if cerr != nil {
+		return nil, fmt.Errorf("store: %w", cerr)
+	}
+	return rec, nil
 }
 
 // Block returns the block at height, or ErrNotFound above the tip.
 func (s *Store) Block(height uint64) (*chain.Block, error) {
-	rec, err := s.get(blockKey(height))
+	v, err := s.get(blockKey(height))
 	if err != nil {
 		return nil, err
+	}
+	rec, cerr := openStoredBlock(height, v)
+	if cerr != nil {
+		return nil, fmt.Errorf("store: %w", cerr)
 	}
 	b, err := chain.DecodeBlock(rec)
 	if err != nil {

@@ -97,7 +97,7 @@ func TestChainIntegrityHashMismatch(t *testing.T) {
 	s = withPebble(t, s, dir, func(db *pebble.DB) {
 		b := *blocks[25]
 		b.Timestamp++ // still not below the parent's nor above the child's
-		if err := db.Set(blockKey(25), b.Encode(), pebble.Sync); err != nil {
+		if err := db.Set(blockKey(25), storedBlock(b.Encode()), pebble.Sync); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -107,8 +107,9 @@ func TestChainIntegrityHashMismatch(t *testing.T) {
 	}
 }
 
-// Every byte of a stored block record is covered: flipping any one of the
-// bytes of a middle block with 3 messages is caught at that block's height.
+// Every byte of a stored block value is covered: flipping any one of the
+// bytes of a middle block with 3 messages, its checksum included, is caught
+// at that block's height.
 // Genesis and the tip (whose damage the scan meets differently: exact
 // genesis, meta:last_hash) are checked every few bytes and at every field
 // boundary.
@@ -117,7 +118,7 @@ func TestChainIntegrityFlippedByteAnywhere(t *testing.T) {
 	blocks, _ := buildChain(t, s, 2, 3, 1)
 	boundaries := []int{0, 7, 8, 15, 16, 47, 48, 79, 80, 111, 112, 175, 176, 179, 180}
 	for h, b := range blocks {
-		rec := b.Encode()
+		rec := storedBlock(b.Encode())
 		for off := range rec {
 			if h != 2 && off%5 != 0 && !slices.Contains(boundaries, off) && off != len(rec)-1 {
 				continue
@@ -145,17 +146,17 @@ func TestChainIntegrityForeignSignature(t *testing.T) {
 	b := *blocks[2]
 	h := b.Hash()
 	copy(b.Signature[:], ed25519.Sign(foreign, h[:]))
-	setRaw(t, s, blockKey(2), b.Encode())
+	setRaw(t, s, blockKey(2), storedBlock(b.Encode()))
 	wantCorruption(t, s, 2)
 
 	// Produced and signed by a foreign key: a valid block of another chain.
 	b.Producer = pub(foreign)
 	h = b.Hash()
 	copy(b.Signature[:], ed25519.Sign(foreign, h[:]))
-	setRaw(t, s, blockKey(2), b.Encode())
+	setRaw(t, s, blockKey(2), storedBlock(b.Encode()))
 	wantCorruption(t, s, 2)
 
-	setRaw(t, s, blockKey(2), blocks[2].Encode())
+	setRaw(t, s, blockKey(2), storedBlock(blocks[2].Encode()))
 	wantIntact(t, s, 5)
 }
 
@@ -177,7 +178,7 @@ func TestChainIntegrityMeta(t *testing.T) {
 		"meta:last_hash zero":             {keyLastHash, make([]byte, 32), last},
 		"meta:last_height too high":       {keyLastHeight, be(last + 1), last + 1},
 		"meta:last_height too low":        {keyLastHeight, be(last - 1), last - 1},
-		"block beyond meta:last_height":   {blockKey(last + 1), beyond.Encode(), last + 1},
+		"block beyond meta:last_height":   {blockKey(last + 1), storedBlock(beyond.Encode()), last + 1},
 		"meta:genesis_hash wrong":         {keyGenesisHash, wrong[:], 0},
 		"meta:producer foreign":           {keyProducer, func() []byte { p := pub(testKey(77)); return p[:] }(), 1},
 	} {
@@ -206,7 +207,7 @@ func TestChainIntegrityBlockBeyondTip(t *testing.T) {
 	s, _ := newStore(t)
 	_, bl := buildChain(t, s, 2, 2)
 	b := bl.seal(s.Tip(), bl.messages(1))
-	setRaw(t, s, blockKey(b.Height), b.Encode())
+	setRaw(t, s, blockKey(b.Height), storedBlock(b.Encode()))
 	ce := wantCorruption(t, s, b.Height)
 	if !strings.Contains(ce.Reason, "beyond") {
 		t.Errorf("reason %q", ce.Reason)
