@@ -54,6 +54,7 @@ scenarios and their flags:
   restart    --blocks 100000 --messages-per-block 10 --build-interval 1ms --content-bytes 100
              --build leader|direct (direct: written in-process with the node's store
              package, minutes rather than half an hour for 1,000,000 blocks)
+             --chain DIR (measure a stopped node's data directory instead; kept)
   catchup    the same flags as restart, with --blocks 10000
   all        every scenario above with its defaults
 
@@ -299,6 +300,7 @@ func chainFlags(name string, blocks int, args []string) (bench.ChainConfig, erro
 	fs.DurationVar(&c.BuildInterval, "build-interval", time.Millisecond, "block interval while building")
 	fs.IntVar(&c.ContentBytes, "content-bytes", 100, "bytes of content per message")
 	fs.StringVar(&c.Builder, "build", "leader", "how the chain is built: leader (fed over HTTP) or direct (written with the node's store package)")
+	fs.StringVar(&c.Chain, "chain", "", "measure this stopped node's data directory instead of building a chain (used in place)")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
