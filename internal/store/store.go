@@ -285,6 +285,24 @@ func (s *Store) BlockRecord(height uint64) ([]byte, error) {
 	if height > s.Tip().Height {
 		return nil, ErrNotFound
 	}
+	return s.record(height)
+}
+
+// Block returns the block at height, or ErrNotFound when none is stored.
+func (s *Store) Block(height uint64) (*chain.Block, error) {
+	rec, err := s.record(height)
+	if err != nil {
+		return nil, err
+	}
+	b, err := chain.DecodeBlock(rec)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", corrupt(height, "undecodable block record: %v", err))
+	}
+	return b, nil
+}
+
+// record reads the block record at height and checks its checksum.
+func (s *Store) record(height uint64) ([]byte, error) {
 	v, err := s.get(blockKey(height))
 	if err != nil {
 		return nil, err
@@ -294,23 +312,6 @@ func (s *Store) BlockRecord(height uint64) ([]byte, error) {
 		return nil, fmt.Errorf("store: %w", cerr)
 	}
 	return rec, nil
-}
-
-// Block returns the block at height, or ErrNotFound above the tip.
-func (s *Store) Block(height uint64) (*chain.Block, error) {
-	v, err := s.get(blockKey(height))
-	if err != nil {
-		return nil, err
-	}
-	rec, cerr := openStoredBlock(height, v)
-	if cerr != nil {
-		return nil, fmt.Errorf("store: %w", cerr)
-	}
-	b, err := chain.DecodeBlock(rec)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", corrupt(height, "undecodable block record: %v", err))
-	}
-	return b, nil
 }
 
 // Confirmed is a message with its place in the chain.
