@@ -68,6 +68,11 @@ func (s *Store) Commit(c Commit) error {
 		}
 	}
 	putTip(batch, last.Height, parentHash)
+	// Before the batch: an ID leaves the pending queue only after it is in
+	// the filter, so the uniqueness check always sees it in one or the other.
+	for _, b := range c.Blocks {
+		s.ids.addBlock(b)
+	}
 	if s.failBeforeApply != nil {
 		if err := s.failBeforeApply(); err != nil {
 			return fmt.Errorf("store: commit block %d: %w", last.Height, err)

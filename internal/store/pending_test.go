@@ -122,8 +122,11 @@ func TestAddPendingIsDurable(t *testing.T) {
 
 // HasMessages answers for every ID in one call, from the memtable and from
 // flushed tables down to the bottom level (whose bloom filters it reads).
+// TestHasMessages checks the uniqueness lookup in each state of the store:
+// before the startup check has armed the ID filter (every ID goes to
+// Pebble), after it, for blocks committed after it, and after a restart.
 func TestHasMessages(t *testing.T) {
-	s, _ := newStore(t)
+	s, dir := newStore(t)
 	bl := newBuilder()
 	var stored []chain.Message
 	for range 3 {
@@ -140,7 +143,34 @@ func TestHasMessages(t *testing.T) {
 	_, last := bl.extend(t, s, 2)
 	stored = append(stored, last...) // these two only in the memtable
 	absent := bl.messages(5)
+	wantHas(t, s, "unarmed", stored, absent)
 
+	wantIntact(t, s, 5)
+	wantHas(t, s, "armed by VerifyChain", stored, absent)
+
+	_, more := bl.extend(t, s, 3)
+	stored = append(stored, more...)
+	absent = bl.messages(5)
+	wantHas(t, s, "committed after arming", stored, absent)
+
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	defer s.Close()
+	wantHas(t, s, "reopened, unarmed", stored, absent)
+	wantIntact(t, s, 6)
+	wantHas(t, s, "reopened and armed", stored, absent)
+
+	if got, err := s.HasMessages(nil); err != nil || len(got) != 0 {
+		t.Fatalf("HasMessages(nil) = %v, %v", got, err)
+	}
+}
+
+// wantHas asks HasMessages about stored and absent messages interleaved and
+// wants exactly the stored ones reported.
+func wantHas(t *testing.T, s *Store, state string, stored, absent []chain.Message) {
+	t.Helper()
 	var ids []chain.Hash
 	var want []bool
 	for i := range max(len(stored), len(absent)) {
@@ -153,12 +183,9 @@ func TestHasMessages(t *testing.T) {
 	}
 	got, err := s.HasMessages(ids)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", state, err)
 	}
 	if !slices.Equal(got, want) {
-		t.Fatalf("HasMessages = %v, want %v", got, want)
-	}
-	if got, err := s.HasMessages(nil); err != nil || len(got) != 0 {
-		t.Fatalf("HasMessages(nil) = %v, %v", got, err)
+		t.Fatalf("%s: HasMessages = %v, want %v", state, got, want)
 	}
 }

@@ -36,6 +36,7 @@ type Store struct {
 
 	commitMu sync.Mutex          // serialises Commit; guards nothing else
 	tip      atomic.Pointer[Tip] // the committed tip; replaced after each commit
+	ids      *idFilter           // every stored block's message IDs, once VerifyChain has passed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -81,7 +82,7 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
-	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly}
+	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly, ids: newIDFilter(firstPartIDs)}
 	if readOnly {
 		err = s.loadTip()
 	} else {
@@ -364,24 +365,30 @@ func (s *Store) HasMessage(id chain.Hash) (bool, error) {
 
 // HasMessages reports for each id whether a confirmed message with it is
 // stored. It answers the uniqueness check of every submission, which is
-// almost always "no": one iterator serves the whole list, and it consults
-// the bloom filters of every level, the bottom one included (Pebble's Get
-// skips those, reading a data block for every absent key instead).
+// almost always "no". Once VerifyChain has passed, the in-memory ID filter
+// rules out nearly every absent ID; the rest share one iterator, which
+// consults the bloom filters of every level, the bottom one included
+// (Pebble's Get skips those, reading a data block for every absent key).
 func (s *Store) HasMessages(ids []chain.Hash) ([]bool, error) {
+	has := make([]bool, len(ids))
+	// Only the IDs the filter cannot rule out are looked up, in key order:
+	// each seek starts where the last one ended.
+	var maybe []int
+	for i := range ids {
+		if s.ids.mayContain(&ids[i]) {
+			maybe = append(maybe, i)
+		}
+	}
+	if len(maybe) == 0 {
+		return has, nil
+	}
+	slices.SortFunc(maybe, func(a, b int) int { return bytes.Compare(ids[a][:], ids[b][:]) })
 	it, err := s.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	// In key order, each seek starts where the last one ended and mostly
-	// stays in the same table.
-	order := make([]int, len(ids))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return bytes.Compare(ids[a][:], ids[b][:]) })
-	has := make([]bool, len(ids))
 	key := make([]byte, 0, len(msgPrefix)+chain.HashSize)
-	for _, i := range order {
+	for _, i := range maybe {
 		key = append(append(key[:0], msgPrefix...), ids[i][:]...)
 		has[i] = it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key)
 	}

@@ -62,7 +62,7 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 		return 0, err
 	}
 
-	st := newStitcher(producer)
+	st := newStitcher(producer, s.ids)
 	scanErr, err := s.scanBlocks(ctx, last, st, func(done uint64) {
 		if progress != nil && time.Since(start) > 2*time.Second {
 			progress(Progress{Done: done, Total: last + 1, Elapsed: time.Since(start)})
@@ -85,6 +85,7 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 		return 0, scanErr
 	}
 	s.tip.Store(&Tip{Height: last, Hash: lastHash, Header: tip})
+	s.ids.arm()
 	return last + 1, nil
 }
 
@@ -200,6 +201,7 @@ type checked struct {
 // stitcher verifies chunks on every core and joins the results in order.
 type stitcher struct {
 	producer chain.PublicKey
+	ids      *idFilter // takes the message IDs of every block checked
 	work     chan *chunk
 	results  chan checked
 	workers  sync.WaitGroup
@@ -214,10 +216,11 @@ type stitcher struct {
 	firstBad *CorruptionError
 }
 
-func newStitcher(producer chain.PublicKey) *stitcher {
+func newStitcher(producer chain.PublicKey, ids *idFilter) *stitcher {
 	n := runtime.GOMAXPROCS(0)
 	st := &stitcher{
 		producer: producer,
+		ids:      ids,
 		work:     make(chan *chunk, 2*n),
 		results:  make(chan checked, 2*n),
 		joined:   make(chan struct{}),
@@ -227,7 +230,7 @@ func newStitcher(producer chain.PublicKey) *stitcher {
 		go func() {
 			defer st.workers.Done()
 			for c := range st.work {
-				st.results <- checkChunk(c, st.producer)
+				st.results <- checkChunk(c, st.producer, st.ids)
 			}
 		}()
 	}
@@ -308,8 +311,9 @@ func (st *stitcher) fail(err *CorruptionError) {
 
 // checkChunk verifies a chunk on its own: each record matches its checksum,
 // decodes, has its height, links to the one before it in the chunk and is
-// signed by producer (batch-verified).
-func checkChunk(c *chunk, producer chain.PublicKey) checked {
+// signed by producer (batch-verified). It adds the message IDs of the blocks
+// it decodes to ids.
+func checkChunk(c *chunk, producer chain.PublicKey, ids *idFilter) checked {
 	r := checked{seq: c.seq, n: len(c.recs), goodUntil: len(c.recs)}
 	hashes := make([]chain.Hash, 0, len(c.recs))
 	sigs := make([]chain.Signature, 0, len(c.recs))
@@ -347,6 +351,7 @@ func checkChunk(c *chunk, producer chain.PublicKey) checked {
 			r.err, r.goodUntil = bad, i
 			break
 		}
+		ids.addBlock(b)
 		hash := b.Hash()
 		if i == 0 {
 			r.first = b.Header
