@@ -366,6 +366,16 @@ func (n *Node) SampleRSS() int64 {
 	return rss
 }
 
+// CPUTime is the CPU time (user and system) the running node has used
+// since it started; zero when it cannot be read.
+func (n *Node) CPUTime() time.Duration {
+	d, err := cpuTime(n.cmd.Process.Pid)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
 // Stop records the node's peak RSS, then stops it with SIGTERM, waits for it
 // to exit and checks that it exited with 0. A node that does not stop in
 // time is killed and that is an error.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // sysProcAttr puts a node in its own process group, so that a terminal's
@@ -38,6 +39,37 @@ func peakRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("bench: no VmHWM for pid %d", pid)
+}
+
+// userHZ is the unit of /proc's CPU times: fixed at 100 per second by the
+// Linux ABI, whatever the kernel's own tick rate.
+const userHZ = 100
+
+// cpuTime reads the CPU time (user and system) a process has used so far.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: count from after it.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat unreadable", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: /proc/%d/stat has %d fields", pid, len(f))
+	}
+	// Fields 14 and 15 of the file (utime, stime) are 12 and 13 after the name.
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
 // diskUsage returns what du reports for dir (the blocks allocated to its

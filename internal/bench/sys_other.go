@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // sysProcAttr adds nothing outside Linux: no Pdeathsig there, and the
@@ -15,6 +16,9 @@ func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 // peakRSS is only available from Linux's /proc.
 func peakRSS(int) (int64, error) { return 0, errors.New("bench: peak RSS needs /proc") }
+
+// cpuTime is only available from Linux's /proc.
+func cpuTime(int) (time.Duration, error) { return 0, errors.New("bench: CPU time needs /proc") }
 
 // diskUsage returns the sum of the files' sizes in dir twice: what du
 // reports (the blocks allocated) needs Linux here.
