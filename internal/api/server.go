@@ -312,16 +312,24 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte,
 	return body, true
 }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request, n int, v any) bool {
-	body, ok := s.readRaw(w, r, n)
+// readSubmission reads one submission. Like a batch (see submitBatch), it
+// is decoded with goccy/go-json first; only a body that fails is decoded
+// again, afresh, with encoding/json, whose reason the client gets.
+func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submission, bool) {
+	body, ok := s.readRaw(w, r, 1)
 	if !ok {
-		return false
+		return Submission{}, false
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	var sub Submission
+	if gojson.Unmarshal(body, &sub) == nil {
+		return sub, true
+	}
+	sub = Submission{}
+	if err := json.Unmarshal(body, &sub); err != nil {
 		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		return false
+		return Submission{}, false
 	}
-	return true
+	return sub, true
 }
 
 func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
@@ -329,8 +337,8 @@ func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 		s.forwardToLeader(w, r)
 		return
 	}
-	var sub Submission
-	if !s.readBody(w, r, 1, &sub) {
+	sub, ok := s.readSubmission(w, r)
+	if !ok {
 		return
 	}
 	m, err := sub.ToChain()
