@@ -139,7 +139,7 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*
 	if cfg.Rate > 0 {
 		rep.Notef("open loop: latencies count from when a request was due, so a server that falls behind is charged for the queue it causes")
 	}
-	rep.Notef("leader_cpu_per_msg = the leader's CPU time (user + system, from exec until the queue has drained) ÷ messages committed: the cost per message, which other tenants of a shared machine disturb less than they do the rates")
+	rep.Notef("leader_cpu_per_msg = the leader's CPU time (user + system, from exec until the queue has drained) ÷ messages committed: the cost per message, which other tenants of a shared machine disturb less than they do the rates; bare_cpu_per_msg is the bare endpoint's, per acknowledged message")
 	rep.Notef("disk_per_msg is du (allocated blocks) of the stopped leader's data directory ÷ messages committed; Pebble preallocates each WAL file (about 4.5 MB here), so short runs are dominated by that fixed cost; disk_apparent_per_msg sums file sizes")
 	rep.Notef("the load generator runs on the same %d cores as the node and takes part of them", runtime.NumCPU())
 	return rep, nil
@@ -267,7 +267,7 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 
 	bareLine := ""
 	if !cfg.NoBare {
-		bareRate, barePct, bareRSS, err := bareRun(ctx, sup, cfg, pool, batch, need)
+		bareRate, barePct, bareRSS, bareCPU, err := bareRun(ctx, sup, cfg, pool, batch, need)
 		if err != nil {
 			return err
 		}
@@ -275,6 +275,9 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 		rep.Add(p+"bare_submit_p99", "ms", barePct)
 		if bareRSS > 0 {
 			rep.Add(p+"bare_peak_rss", "MB", float64(bareRSS)/(1<<20))
+		}
+		if bareCPU > 0 {
+			rep.Add(p+"bare_cpu_per_msg", "µs", float64(bareCPU.Nanoseconds())/1000)
 		}
 		rep.Add(p+"ratio_to_bare", "ratio", acceptedPerS/bareRate)
 		bareLine = fmt.Sprintf(", bare %.0f/s (ratio %.2f)", bareRate, acceptedPerS/bareRate)
@@ -285,27 +288,29 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 }
 
 // bareRun sends the same load to the bare endpoint, run as a child
-// process, and returns its accepted/s, p99 request latency and peak RSS.
+// process, and returns its accepted/s, p99 request latency, peak RSS and
+// CPU time per acknowledged message.
 // The bare endpoint checks nothing, so when the pool runs out the load
 // starts over from its first message.
-func bareRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, pool *Pool, batch, n int) (rate, p99 float64, rss int64, _ error) {
+func bareRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, pool *Pool, batch, n int) (rate, p99 float64, rss int64, cpuPerMsg time.Duration, _ error) {
 	b, err := sup.Start(ctx, NodeSpec{Name: "bare", Bare: true})
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer sup.Remove(b.DBPath)
 	lr, err := RunLoad(ctx, pool, LoadSpec{URL: b.URL, Batch: batch, Clients: cfg.Clients, Duration: cfg.Duration, Rate: cfg.Rate, From: 0, To: n, Wrap: true})
 	if err != nil {
 		b.Kill()
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
+	cpu := b.CPUTime()
 	if err := b.Stop(); err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	if lr.Acked == 0 {
-		return 0, 0, 0, fmt.Errorf("bench: the bare endpoint acknowledged nothing (%d refused, %d unanswered: %s)", lr.Refused, lr.Failed, lr.FirstError)
+		return 0, 0, 0, 0, fmt.Errorf("bench: the bare endpoint acknowledged nothing (%d refused, %d unanswered: %s)", lr.Refused, lr.Failed, lr.FirstError)
 	}
-	return float64(lr.Acked) / lr.Seconds(), Percentile(lr.Latencies, 99), b.PeakRSS(), nil
+	return float64(lr.Acked) / lr.Seconds(), Percentile(lr.Latencies, 99), b.PeakRSS(), cpu / time.Duration(lr.Acked), nil
 }
 
 func ingestTargets(cfg *IngestConfig, rep *ScenarioReport) {
