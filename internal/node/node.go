@@ -54,6 +54,9 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 		return false, err
 	}
 	log.Info("Store opened", "path", cfg.chainDir(), "took", time.Since(opened).Round(time.Millisecond))
+	if cfg.Leader {
+		st.FilterMessageIDs() // the leader judges uniqueness; the scan below fills the filter
+	}
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing store", "err", err)

@@ -150,6 +150,7 @@ func BenchmarkHasMessages(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/id")
 	}
 	b.Run("pebble", run)
+	s.FilterMessageIDs()
 	if _, err := s.VerifyChain(context.Background(), nil); err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,9 @@ import (
 // commit's IDs before its batch is applied. So once armed, "no" is certain;
 // "maybe" costs one database lookup (about 1% of absent IDs).
 //
+// Only a store that answers uniqueness checks (the leader's) keeps one; a
+// nil *idFilter adds nothing and rules nothing out.
+//
 // It grows as a scalable Bloom filter: when the newest part holds its
 // capacity, a part twice as large takes the new IDs, and a lookup asks every
 // part. Its memory is about 2.5 bytes per stored message.
@@ -88,7 +91,7 @@ func (p *bloomPart) mayContain(id *chain.Hash) bool {
 // addBlock records the IDs of b's messages. It is safe to call from several
 // goroutines.
 func (f *idFilter) addBlock(b *chain.Block) {
-	if len(b.Entries) == 0 {
+	if f == nil || len(b.Entries) == 0 {
 		return
 	}
 	ps := *f.parts.Load()
@@ -116,12 +119,16 @@ func (f *idFilter) grow(full *bloomPart) *bloomPart {
 }
 
 // arm marks the filter as holding every stored block's IDs.
-func (f *idFilter) arm() { f.armed.Store(true) }
+func (f *idFilter) arm() {
+	if f != nil {
+		f.armed.Store(true)
+	}
+}
 
 // mayContain reports whether id might have been added. Before the filter is
-// armed it answers true for everything.
+// armed, or without one, it answers true for everything.
 func (f *idFilter) mayContain(id *chain.Hash) bool {
-	if !f.armed.Load() {
+	if f == nil || !f.armed.Load() {
 		return true
 	}
 	for _, p := range *f.parts.Load() {

@@ -124,9 +124,11 @@ func TestAddPendingIsDurable(t *testing.T) {
 // flushed tables down to the bottom level (whose bloom filters it reads).
 // TestHasMessages checks the uniqueness lookup in each state of the store:
 // before the startup check has armed the ID filter (every ID goes to
-// Pebble), after it, for blocks committed after it, and after a restart.
+// Pebble), after it, for blocks committed after it, after a restart, and
+// without a filter (a peer's store).
 func TestHasMessages(t *testing.T) {
 	s, dir := newStore(t)
+	s.FilterMessageIDs()
 	bl := newBuilder()
 	var stored []chain.Message
 	for range 3 {
@@ -157,10 +159,18 @@ func TestHasMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = mustOpen(t, dir)
-	defer s.Close()
+	s.FilterMessageIDs()
 	wantHas(t, s, "reopened, unarmed", stored, absent)
 	wantIntact(t, s, 6)
 	wantHas(t, s, "reopened and armed", stored, absent)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = mustOpen(t, dir)
+	defer s.Close()
+	wantIntact(t, s, 6)
+	wantHas(t, s, "no filter", stored, absent)
 
 	if got, err := s.HasMessages(nil); err != nil || len(got) != 0 {
 		t.Fatalf("HasMessages(nil) = %v, %v", got, err)

@@ -36,7 +36,7 @@ type Store struct {
 
 	commitMu sync.Mutex          // serialises Commit; guards nothing else
 	tip      atomic.Pointer[Tip] // the committed tip; replaced after each commit
-	ids      *idFilter           // every stored block's message IDs, once VerifyChain has passed
+	ids      *idFilter           // every stored block's message IDs (FilterMessageIDs); nil on a peer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -82,7 +82,7 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
-	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly, ids: newIDFilter(firstPartIDs)}
+	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly, }
 	if readOnly {
 		err = s.loadTip()
 	} else {
@@ -366,6 +366,18 @@ func (s *Store) Message(id chain.Hash) (Confirmed, error) {
 	return Confirmed{Message: m, Height: height, Index: binary.BigEndian.Uint32(v[8:])}, nil
 }
 
+// FilterMessageIDs makes the store keep an in-memory filter of the message
+// IDs of its blocks, which answers most HasMessages lookups without reading
+// the database (about 2.5 bytes per stored message). The store that judges
+// submissions (the leader's) wants it; call it after Open and before
+// VerifyChain, which fills the filter and puts it to use. Called later,
+// the filter is never used.
+func (s *Store) FilterMessageIDs() {
+	if s.ids == nil {
+		s.ids = newIDFilter(firstPartIDs)
+	}
+}
+
 // HasMessage reports whether a confirmed message with id is stored.
 func (s *Store) HasMessage(id chain.Hash) (bool, error) {
 	has, err := s.HasMessages([]chain.Hash{id})
@@ -377,8 +389,8 @@ func (s *Store) HasMessage(id chain.Hash) (bool, error) {
 
 // HasMessages reports for each id whether a confirmed message with it is
 // stored. It answers the uniqueness check of every submission, which is
-// almost always "no". Once VerifyChain has passed, the in-memory ID filter
-// rules out nearly every absent ID; the rest share one iterator, which
+// almost always "no". With FilterMessageIDs, once VerifyChain has passed,
+// the in-memory ID filter rules out nearly every absent ID; the rest share one iterator, which
 // consults the bloom filters of every level, the bottom one included
 // (Pebble's Get skips those, reading a data block for every absent key).
 func (s *Store) HasMessages(ids []chain.Hash) ([]bool, error) {
