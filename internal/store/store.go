@@ -82,7 +82,7 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
-	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly, }
+	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly}
 	if readOnly {
 		err = s.loadTip()
 	} else {
