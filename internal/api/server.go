@@ -299,7 +299,10 @@ func (s *Server) bodyLimit(n int) int64 { return int64(n) * (int64(s.cfg.MaxCont
 // readRaw reads a body of at most bodyLimit(n) bytes, answering 413 or 400
 // itself when it cannot.
 func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(n)))
+	limit := s.bodyLimit(n)
+	// Content-Length sizes the buffer, up to maxBodyHint: a client's claim
+	// alone must not make the node allocate the whole limit.
+	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), min(r.ContentLength, limit, maxBodyHint))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -315,6 +318,33 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte,
 // readSubmission reads one submission. Like a batch (see submitBatch), it
 // is decoded with goccy/go-json first; only a body that fails is decoded
 // again, afresh, with encoding/json, whose reason the client gets.
+// maxBodyHint bounds the buffer a body's Content-Length may size up front.
+const maxBodyHint = 4 << 20
+
+// readAll is io.ReadAll starting from a buffer of size bytes (when
+// positive): a batch body's Content-Length is known, and growing a buffer
+// to it by doubling copied every batch several times over.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	// One byte more, so that reading the end needs no growth.
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
 func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submission, bool) {
 	body, ok := s.readRaw(w, r, 1)
 	if !ok {

@@ -146,13 +146,17 @@ func (p *Pool) takeWaiting() []*request {
 // process judges, reserves and writes the messages of batch together and
 // then releases every request of it.
 func (p *Pool) process(batch []*request) {
-	var all []chain.Message
+	n := 0
+	for _, r := range batch {
+		n += len(r.msgs)
+	}
+	all := make([]chain.Message, 0, n)
 	for _, r := range batch {
 		all = append(all, r.msgs...)
 	}
 	errs := make([]error, len(all))
-	var toVerify []chain.Message
-	var at []int
+	toVerify := make([]chain.Message, 0, n)
+	at := make([]int, 0, n)
 	for i := range all {
 		if len(all[i].Content) > p.maxContent {
 			errs[i] = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(all[i].Content), p.maxContent)
@@ -205,11 +209,9 @@ func (p *Pool) process(batch []*request) {
 // reserve claims the IDs of the messages still without error, stamps them and
 // gives them sequence numbers; a duplicate (also within msgs) gets ErrDuplicate.
 func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
-	var (
-		batch []store.Pending
-		from  []int // from[j]: the index in msgs of batch[j]
-		ids   []chain.Hash
-	)
+	batch := make([]store.Pending, 0, len(msgs))
+	from := make([]int, 0, len(msgs)) // from[j]: the index in msgs of batch[j]
+	ids := make([]chain.Hash, 0, len(msgs))
 	now := p.now()
 	p.mu.Lock()
 	for i := range msgs {

@@ -49,7 +49,14 @@ func (s *Store) Commit(c Commit) error {
 	}
 	last := c.Blocks[len(c.Blocks)-1]
 
-	batch := s.db.NewBatch()
+	size := len(c.Pending) * (len(pendingPrefix) + 8 + entryOverhead)
+	for i := range c.Messages {
+		size += len(msgPrefix) + chain.HashSize + confirmedHeadSize + c.Messages[i].Message.EncodedSize() + entryOverhead
+	}
+	for _, b := range c.Blocks {
+		size += 4096 + len(b.Entries)*2*chain.HashSize // a block record: header, signature, entries
+	}
+	batch := s.db.NewBatch(pebble.WithInitialSizeBytes(size))
 	defer batch.Close()
 	for _, b := range c.Blocks {
 		if err := batch.Set(blockKey(b.Height), storedBlock(b.Encode()), nil); err != nil {
@@ -58,7 +65,8 @@ func (s *Store) Commit(c Commit) error {
 	}
 	for i := range c.Messages {
 		m := &c.Messages[i]
-		if err := batch.Set(msgKey(m.Message.ID()), encodeConfirmed(m), nil); err != nil {
+		id, head := m.Message.ID(), confirmedHead(m)
+		if err := setMessage(batch, msgPrefix, id[:], head[:], &m.Message); err != nil {
 			return fmt.Errorf("store: batch message: %w", err)
 		}
 	}

@@ -19,10 +19,16 @@ type Pending struct {
 // AddPending makes ps durable in one synced batch. When it returns nil every
 // one of them survives a crash. Concurrent calls share WAL fsyncs.
 func (s *Store) AddPending(ps []Pending) error {
-	b := s.db.NewBatch()
-	defer b.Close()
+	size := 0
 	for i := range ps {
-		if err := b.Set(pendingKey(ps[i].Seq), ps[i].Message.Encode(), nil); err != nil {
+		size += len(pendingPrefix) + 8 + ps[i].Message.EncodedSize() + entryOverhead
+	}
+	b := s.db.NewBatch(pebble.WithInitialSizeBytes(size))
+	defer b.Close()
+	var seq [8]byte
+	for i := range ps {
+		binary.BigEndian.PutUint64(seq[:], ps[i].Seq)
+		if err := setMessage(b, pendingPrefix, seq[:], nil, &ps[i].Message); err != nil {
 			return fmt.Errorf("store: batch pending: %w", err)
 		}
 	}
