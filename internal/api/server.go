@@ -315,9 +315,6 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte,
 	return body, true
 }
 
-// readSubmission reads one submission. Like a batch (see submitBatch), it
-// is decoded with goccy/go-json first; only a body that fails is decoded
-// again, afresh, with encoding/json, whose reason the client gets.
 // maxBodyHint bounds the buffer a body's Content-Length may size up front.
 const maxBodyHint = 4 << 20
 
@@ -345,6 +342,9 @@ func readAll(r io.Reader, size int64) ([]byte, error) {
 	}
 }
 
+// readSubmission reads one submission. Like a batch (see submitBatch), it
+// is decoded with goccy/go-json first; only a body that fails is decoded
+// again, afresh, with encoding/json, whose reason the client gets.
 func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submission, bool) {
 	body, ok := s.readRaw(w, r, 1)
 	if !ok {

@@ -54,7 +54,7 @@ func (s *Store) Commit(c Commit) error {
 		size += len(msgPrefix) + chain.HashSize + confirmedHeadSize + c.Messages[i].Message.EncodedSize() + entryOverhead
 	}
 	for _, b := range c.Blocks {
-		size += 4096 + len(b.Entries)*2*chain.HashSize // a block record: header, signature, entries
+		size += 256 + len(b.Entries)*2*chain.HashSize + entryOverhead // header, signature, entries, checksum
 	}
 	batch := s.db.NewBatch(pebble.WithInitialSizeBytes(size))
 	defer batch.Close()
