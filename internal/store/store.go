@@ -414,9 +414,10 @@ func (s *Store) HasMessage(id chain.Hash) (bool, error) {
 // HasMessages reports for each id whether a confirmed message with it is
 // stored. It answers the uniqueness check of every submission, which is
 // almost always "no". With FilterMessageIDs, once VerifyChain has passed,
-// the in-memory ID filter rules out nearly every absent ID; the rest share one iterator, which
-// consults the bloom filters of every level, the bottom one included
-// (Pebble's Get skips those, reading a data block for every absent key).
+// the in-memory ID filter rules out nearly every absent ID; the rest share
+// one iterator, which consults the bloom filters of every level, the bottom
+// one included (Pebble's Get skips those, reading a data block for every
+// absent key).
 func (s *Store) HasMessages(ids []chain.Hash) ([]bool, error) {
 	has := make([]bool, len(ids))
 	// Only the IDs the filter cannot rule out are looked up, in key order:
