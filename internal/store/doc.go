@@ -6,7 +6,7 @@
 //
 // # Key schema
 //
-//	block:<height, 8 bytes BE>   chain.Block record encoding
+//	block:<height, 8 bytes BE>   chain.Block record encoding || CRC-32C of it (4 BE)
 //	msg:<message id, 32 bytes>   confirmed message: height (8 BE) || index (4 BE) || chain.Message encoding
 //	pending:<seq, 8 bytes BE>    the leader's pending message: chain.Message encoding (timestamp stamped)
 //	meta:last_height             8 bytes BE
@@ -20,4 +20,11 @@
 // pebble.Sync; concurrent synced writes share WAL fsyncs through Pebble's
 // commit pipeline (group commit). The only unsynced write is PutMessage, a
 // peer's cache of a confirmed message it can fetch again.
+//
+// # Uniqueness
+//
+// HasMessages answers whether message IDs are confirmed. On the leader
+// (FilterMessageIDs) an in-memory Bloom filter of every stored block's
+// message IDs, filled by the integrity scan and by each commit, rules out
+// nearly every new ID without reading the database.
 package store
