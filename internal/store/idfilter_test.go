@@ -60,8 +60,8 @@ func TestIDFilterGrowsWithoutFalseNegatives(t *testing.T) {
 		}
 	}
 	fp := 0
-	const probes = 100_000
-	for _, b := range randomBlocks(probes/10, 10) {
+	const lookups = 100_000
+	for _, b := range randomBlocks(lookups/10, 10) {
 		for _, e := range b.Entries {
 			if f.mayContain(&e.ID) {
 				fp++
@@ -69,7 +69,7 @@ func TestIDFilterGrowsWithoutFalseNegatives(t *testing.T) {
 		}
 	}
 	// About 1% per part, and a lookup asks each part.
-	if rate := float64(fp) / probes; rate > 0.05 {
+	if rate := float64(fp) / lookups; rate > 0.05 {
 		t.Fatalf("false-positive rate %.3f, want about 0.01–0.03", rate)
 	}
 }
