@@ -182,13 +182,14 @@ func (p *peer) connect(ctx context.Context, host *p2p.Host, info api.Health) err
 	return errors.Join(errs...)
 }
 
-// onGossip applies a block received on the topic. Blocks not authored by
-// the leader, old blocks and duplicates are ignored; a block beyond the next
-// height starts a catch-up; an invalid one is logged and dropped. Only a
-// failure to reach the leader during catch-up is returned.
+// onGossip applies a block received on the topic. Blocks that did not come
+// over the connection to the leader, old blocks and duplicates are ignored;
+// a block beyond the next height starts a catch-up; an invalid one (its
+// producer's signature included) is logged and dropped. Only a failure to
+// reach the leader during catch-up is returned.
 func (p *peer) onGossip(ctx context.Context, r p2p.Received, leaderID string, producer chain.PublicKey) error {
 	if r.From != leaderID {
-		p.cfg.Log.Debug("ignoring gossip not authored by the leader", "from", r.From)
+		p.cfg.Log.Debug("ignoring gossip not sent by the leader", "from", r.From)
 		return nil
 	}
 	b, err := chain.DecodeBlock(r.Data)

@@ -154,6 +154,37 @@ func TestPeerStoresValidPrefixOfCatchUp(t *testing.T) {
 	}
 }
 
+// TestPeerGossipNeedsLeaderConnectionAndSignature: gossip carries no pubsub
+// signature, so a gossiped block is taken only from the connection to the
+// leader, and only with the producer's signature on it.
+func TestPeerGossipNeedsLeaderConnectionAndSignature(t *testing.T) {
+	f := newFixture(t, "")
+	const leaderID, otherID = "12D3KooWLeader", "12D3KooWOther"
+	ctx := context.Background()
+	b1 := f.next(chain.Genesis(), signed(t, 2)...)
+	_, foreign, _ := ed25519.GenerateKey(nil)
+	forged := chain.Seal(&chain.Genesis().Header, nil, 1, foreign)
+	copy(forged.Producer[:], f.producer[:])
+	for _, r := range []p2p.Received{
+		{From: otherID, Data: b1.Encode()},      // valid, but not from the leader
+		{From: leaderID, Data: forged.Encode()}, // from the leader's connection, not its signature
+		{From: leaderID, Data: []byte("junk")},  // undecodable
+	} {
+		if err := f.peer.onGossip(ctx, r, leaderID, f.producer); err != nil {
+			t.Fatal(err)
+		}
+		if tip := f.st.Tip(); tip.Height != 0 {
+			t.Fatalf("gossip from %s moved the tip to %d", r.From, tip.Height)
+		}
+	}
+	if err := f.peer.onGossip(ctx, p2p.Received{From: leaderID, Data: b1.Encode()}, leaderID, f.producer); err != nil {
+		t.Fatal(err)
+	}
+	if tip := f.st.Tip(); tip.Height != 1 || tip.Hash != b1.Hash() {
+		t.Fatalf("tip %d %s, want block 1 %s from the leader", tip.Height, tip.Hash, b1.Hash())
+	}
+}
+
 // fakeLeader answers GET /message/{id} with whatever msg says, and GET
 // /health with health.
 func fakeLeader(t *testing.T, health api.Health, msg *api.Message) *httptest.Server {
