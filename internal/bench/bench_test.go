@@ -35,6 +35,15 @@ func TestParseLogLine(t *testing.T) {
 		t.Errorf("StoredBlocks() = %d, %d, %v; want 18, 20, true", from, to, ok)
 	}
 
+	l = ParseLogLine(`time=2026-11-25T19:36:29.997Z level=DEBUG msg="Received block by gossip" height=18 bytes=180 messages=0`)
+	if h, ok := l.ReceivedBlock(); !ok || h != 18 {
+		t.Errorf("ReceivedBlock() = %d, %v; want 18, true", h, ok)
+	}
+	l = ParseLogLine(`time=2026-11-25T19:36:29.997Z level=DEBUG msg="Received block by gossip"`)
+	if _, ok := l.ReceivedBlock(); ok {
+		t.Error("a receipt without height parsed")
+	}
+
 	l = ParseLogLine(`time=2026-11-25T19:36:30.001Z level=INFO msg="Chain integrity verified: 2023 blocks" took=43.5ms`)
 	if n, took, ok := l.ChainVerified(); !ok || n != 2023 || took != 43500*time.Microsecond {
 		t.Errorf("ChainVerified() = %d, %v, %v; want 2023, 43.5ms, true", n, took, ok)

@@ -97,6 +97,14 @@ func (l *LogLine) StoredBlocks() (from, to uint64, ok bool) {
 	return from, to, ok1 && ok2 && from <= to
 }
 
+// ReceivedBlock parses a peer's debug line "Received block by gossip" height=H.
+func (l *LogLine) ReceivedBlock() (height uint64, ok bool) {
+	if l.Msg != "Received block by gossip" {
+		return 0, false
+	}
+	return l.Uint("height")
+}
+
 // ChainVerified parses "Chain integrity verified: N blocks" took=D.
 func (l *LogLine) ChainVerified() (blocks uint64, took time.Duration, ok bool) {
 	if !strings.HasPrefix(l.Msg, "Chain integrity verified: ") {

@@ -64,12 +64,15 @@ const propagateClients = 16
 
 // commitLog collects, from the nodes' logs, when each block was committed:
 // the leader's "Produced block H with N messages" and each peer's debug
-// "Stored blocks from=A to=B" (which stores A..B in one batch).
+// "Stored blocks from=A to=B" (which stores A..B in one batch); and when each
+// peer received a block by gossip, its debug "Received block by gossip"
+// height=H, which splits a delay into delivery and the peer's own work.
 type commitLog struct {
 	mu       sync.Mutex
 	leader   map[uint64]time.Time
 	count    map[uint64]int
 	peers    []map[uint64]time.Time
+	received []map[uint64]time.Time
 	produced chan uint64 // heights as produced; sends never block, so it may miss some
 }
 
@@ -77,6 +80,7 @@ func newCommitLog(peers int) *commitLog {
 	c := &commitLog{leader: map[uint64]time.Time{}, count: map[uint64]int{}, produced: make(chan uint64, 256)}
 	for range peers {
 		c.peers = append(c.peers, map[uint64]time.Time{})
+		c.received = append(c.received, map[uint64]time.Time{})
 	}
 	return c
 }
@@ -97,6 +101,14 @@ func (c *commitLog) onLeader(l *LogLine) {
 
 func (c *commitLog) onPeer(i int) func(*LogLine) {
 	return func(l *LogLine) {
+		if h, ok := l.ReceivedBlock(); ok {
+			c.mu.Lock()
+			if _, seen := c.received[i][h]; !seen {
+				c.received[i][h] = l.When()
+			}
+			c.mu.Unlock()
+			return
+		}
 		from, to, ok := l.StoredBlocks()
 		if !ok {
 			return
@@ -130,22 +142,32 @@ func (c *commitLog) nextProduced(ctx context.Context, timeout time.Duration) (ui
 	}
 }
 
+// peerDelay is one peer's timing of one block, in ms after the leader's
+// commit; NaN where the log has no line for it.
+type peerDelay struct {
+	stored   float64 // the peer's commit
+	received float64 // its receipt by gossip (NaN if it came by catch-up)
+}
+
 // delays returns, for each block in (after, upTo], its message count and
-// each peer's delay in ms (NaN where the peer has not stored it).
-func (c *commitLog) delays(after, upTo uint64) (counts []int, delays [][]float64) {
+// each peer's delays.
+func (c *commitLog) delays(after, upTo uint64) (counts []int, delays [][]peerDelay) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	since := func(lt time.Time, m map[uint64]time.Time, h uint64) float64 {
+		if t, ok := m[h]; ok {
+			return float64(t.Sub(lt).Microseconds()) / 1000
+		}
+		return math.NaN()
+	}
 	for h := after + 1; h <= upTo; h++ {
 		lt, ok := c.leader[h]
 		if !ok {
 			continue
 		}
-		d := make([]float64, len(c.peers))
-		for i, p := range c.peers {
-			d[i] = math.NaN()
-			if pt, ok := p[h]; ok {
-				d[i] = float64(pt.Sub(lt).Microseconds()) / 1000
-			}
+		d := make([]peerDelay, len(c.peers))
+		for i := range c.peers {
+			d[i] = peerDelay{stored: since(lt, c.peers[i], h), received: since(lt, c.received[i], h)}
 		}
 		counts = append(counts, c.count[h])
 		delays = append(delays, d)
@@ -243,7 +265,7 @@ func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs i
 	rep.Target("not_reached", "blocks", Target{Op: "==", Value: 0, Every: true})
 	rep.Target("full_block.peers_reached", "peers", Target{Op: "==", Value: float64(cfg.Peers), Every: true})
 	rep.Notef("delay = the peer's \"Stored blocks\" log time (run at --log-level debug) − the leader's \"Produced block\" log time; both have millisecond precision, so each delay is within ±1 ms")
-	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs", cfg.Rate, cfg.Batch)
+	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs; delivery = the leader's commit to the peer's receipt by gossip (its \"Received block by gossip\" line, after decoding), peer_store = that receipt to the peer's synced commit (checks and write); both from the nodes' log timestamps, which have millisecond resolution", cfg.Rate, cfg.Batch)
 	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer", cfg.FillInterval, cfg.MaxBlockMessages)
 	return rep, nil
 }
@@ -310,7 +332,7 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 		_, _ = waitHeight(ctx, p.Client, tip, 10*time.Second)
 	}
 	counts, delays := c.log.delays(mark, tip)
-	var small, large, all []float64
+	var small, large, all, delivery, peerWork []float64
 	notReached, smallBlocks, largeBlocks := 0, 0, 0
 	for b, n := range counts {
 		switch {
@@ -320,16 +342,20 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 			largeBlocks++
 		}
 		for _, d := range delays[b] {
-			if math.IsNaN(d) {
+			if math.IsNaN(d.stored) {
 				notReached++
 				continue
 			}
-			all = append(all, d)
+			all = append(all, d.stored)
 			switch {
 			case n == 1:
-				small = append(small, d)
+				small = append(small, d.stored)
 			case n >= 1000:
-				large = append(large, d)
+				large = append(large, d.stored)
+				if !math.IsNaN(d.received) {
+					delivery = append(delivery, d.received)
+					peerWork = append(peerWork, d.stored-d.received)
+				}
 			}
 		}
 	}
@@ -343,6 +369,10 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	rep.Add("large.p50", "ms", Percentile(large, 50))
 	rep.Add("large.p99", "ms", Percentile(large, 99))
 	rep.Add("large.samples", "samples", float64(len(large)))
+	rep.Add("large.delivery_p50", "ms", Percentile(delivery, 50))
+	rep.Add("large.delivery_p99", "ms", Percentile(delivery, 99))
+	rep.Add("large.peer_store_p50", "ms", Percentile(peerWork, 50))
+	rep.Add("large.peer_store_p99", "ms", Percentile(peerWork, 99))
 	rep.Add("all.p99", "ms", Percentile(all, 99))
 	rep.Add("all.max", "ms", Percentile(all, 100))
 	rep.Add("not_reached", "blocks", float64(notReached))
@@ -401,8 +431,8 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	if len(counts) == 1 {
 		n = counts[0]
 		for _, d := range delays[0] {
-			if !math.IsNaN(d) {
-				worst = max(worst, d)
+			if !math.IsNaN(d.stored) {
+				worst = max(worst, d.stored)
 			}
 		}
 	}
