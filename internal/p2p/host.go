@@ -244,10 +244,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	ps, err := pubsub.NewGossipSub(psCtx, lh,
 		pubsub.WithMaxMessageSize(maxSize),
 		pubsub.WithPeerOutboundQueueSize(queueSize),
+		// Unsigned messages on a topic without validators skip pubsub's
+		// validation queue: its event loop delivers them as they arrive, in
+		// each connection's order. Were a signature or a validator ever
+		// added, one worker would keep that order (several would let a small
+		// block overtake a big one), and the queue would absorb bursts.
 		pubsub.WithValidateQueueSize(queueSize),
-		// One signature-checking worker keeps messages from one connection
-		// in the order they were sent; several would let a small block
-		// overtake a big one. One core verifies far faster than blocks come.
 		pubsub.WithValidateWorkers(1),
 		// No author, sequence number or pubsub signature: a block is signed
 		// by its producer and every peer checks that signature before it
