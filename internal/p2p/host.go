@@ -80,8 +80,8 @@ var (
 // Config holds what New needs. The zero value is not valid: Key and
 // ListenAddr are required.
 type Config struct {
-	// Key is the node key; its public half is the peer ID that signs every
-	// published message.
+	// Key is the node key: its public half is the peer ID, which the Noise
+	// handshake proves to every connection.
 	Key ed25519.PrivateKey
 	// ListenAddr is a TCP multiaddr such as /ip4/127.0.0.1/tcp/0 (port 0
 	// picks a free port; Addrs reports the bound one).
@@ -437,8 +437,8 @@ func (h *Host) WaitForTopicPeers(ctx context.Context, n int) error {
 	}
 }
 
-// Publish signs data with the node key and sends it on Topic to every peer
-// known to be subscribed. A nil error means the message was accepted for
+// Publish sends data, unsigned (the payload carries its own signature), on
+// Topic to every peer known to be subscribed. A nil error means the message was accepted for
 // sending, not that anyone received it. Publishing the same data again within
 // pubsub's seen-message window (two minutes) is a no-op, as its ID is the
 // hash of the data.
