@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"time"
+
+	"github.com/kimura-ledger/kimura/internal/p2p"
 )
 
 // Defaults of the Config fields.
@@ -40,7 +44,7 @@ type Config struct {
 // ErrConfig wraps every configuration problem.
 var ErrConfig = errors.New("invalid configuration")
 
-// Validate checks c and fills in defaults.
+// Validate checks c. Zero values are not defaults: the flags carry those.
 func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
@@ -48,26 +52,17 @@ func (c *Config) Validate() error {
 	if c.DBPath == "" {
 		return bad("--db-path is empty")
 	}
-	if c.RPCAddr == "" {
-		return bad("--rpc-addr is empty")
+	if err := checkHostPort(c.RPCAddr); err != nil {
+		return bad("--rpc-addr: %v", err)
 	}
-	if c.ListenAddr == "" {
-		c.ListenAddr = "/ip4/127.0.0.1/tcp/0"
-	}
-	if c.BlockInterval == 0 {
-		c.BlockInterval = DefaultBlockInterval
+	if err := p2p.CheckListenAddr(c.ListenAddr); err != nil {
+		return bad("--listen-addr: %v", err)
 	}
 	if c.BlockInterval < time.Millisecond {
 		return bad("--block-interval %s is below 1ms", c.BlockInterval)
 	}
-	if c.MaxBlockMessages == 0 {
-		c.MaxBlockMessages = DefaultMaxBlockMessages
-	}
 	if c.MaxBlockMessages < 1 || c.MaxBlockMessages > MaxBlockMessagesLimit {
 		return bad("--max-block-messages must be from 1 to %d", MaxBlockMessagesLimit)
-	}
-	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxMessageBytes < 1 {
 		return bad("--max-message-bytes must be at least 1")
@@ -84,9 +79,27 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad("--leader-rpc %q is not an http:// URL", c.LeaderRPC)
 		}
+		if c.LeaderAddr != "" {
+			if _, err := p2p.CheckPeerAddr(c.LeaderAddr); err != nil {
+				return bad("--leader-addr: %v", err)
+			}
+		}
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// checkHostPort reports whether addr is HOST:PORT with a port number (0
+// picks a free one). An empty host means every interface.
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: %q is not a port number", addr, port)
 	}
 	return nil
 }

@@ -163,6 +163,9 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 func (p *peer) connect(ctx context.Context, host *p2p.Host, info api.Health) error {
 	addrs := info.P2PAddrs
 	if p.cfg.LeaderAddr != "" {
+		if !strings.HasSuffix(p.cfg.LeaderAddr, "/p2p/"+info.PeerID) {
+			return fmt.Errorf("node: --leader-addr %s is not the leader's: it reports peer ID %s", p.cfg.LeaderAddr, info.PeerID)
+		}
 		addrs = []string{p.cfg.LeaderAddr}
 	}
 	var errs []error

@@ -40,7 +40,10 @@ func newFixture(t *testing.T, leaderURL string) *fixture {
 	if leaderURL == "" {
 		leaderURL = "http://127.0.0.1:1"
 	}
-	cfg := &Config{DBPath: t.TempDir(), RPCAddr: "127.0.0.1:0", LeaderRPC: leaderURL}
+	cfg := &Config{
+		DBPath: t.TempDir(), RPCAddr: "127.0.0.1:0", ListenAddr: "/ip4/127.0.0.1/tcp/0", LeaderRPC: leaderURL,
+		BlockInterval: DefaultBlockInterval, MaxBlockMessages: DefaultMaxBlockMessages, MaxMessageBytes: DefaultMaxMessageBytes,
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

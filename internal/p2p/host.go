@@ -112,12 +112,8 @@ func (c *Config) validate() error {
 	}
 	// Checked here rather than left to libp2p, which leaks goroutines when it
 	// fails to start for want of a transport.
-	addr, err := ma.NewMultiaddr(c.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("p2p: config: listen address %q: %w", c.ListenAddr, err)
-	}
-	if !tcpListenAddr.Matches(addr) {
-		return fmt.Errorf("p2p: config: listen address %q is not /ip4|ip6/<host>/tcp/<port>", c.ListenAddr)
+	if err := CheckListenAddr(c.ListenAddr); err != nil {
+		return fmt.Errorf("p2p: config: %w", err)
 	}
 	if c.MaxMessageSize < 0 {
 		return fmt.Errorf("p2p: config: negative max message size %d", c.MaxMessageSize)
@@ -129,6 +125,32 @@ func (c *Config) validate() error {
 		return fmt.Errorf("p2p: config: max message size %d leaves no room for a payload", c.MaxMessageSize)
 	}
 	return nil
+}
+
+// CheckListenAddr reports whether s is a listen address the host can serve:
+// /ip4|ip6/<host>/tcp/<port>.
+func CheckListenAddr(s string) error {
+	addr, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w", s, err)
+	}
+	if !tcpListenAddr.Matches(addr) {
+		return fmt.Errorf("listen address %q is not /ip4|ip6/<host>/tcp/<port>", s)
+	}
+	return nil
+}
+
+// CheckPeerAddr reports whether s is an address Connect can dial:
+// /ip4|ip6|dns*/<host>/tcp/<port>/p2p/<peer ID>. It returns the peer ID.
+func CheckPeerAddr(s string) (peerID string, err error) {
+	ai, err := peer.AddrInfoFromString(s)
+	if err != nil {
+		return "", fmt.Errorf("peer address %q: want a multiaddr ending in /p2p/<peer ID>: %w", s, err)
+	}
+	if len(ai.Addrs) != 1 || !mafmt.TCP.Matches(ai.Addrs[0]) {
+		return "", fmt.Errorf("peer address %q is not /ip4|ip6|dns/<host>/tcp/<port>/p2p/<peer ID>", s)
+	}
+	return ai.ID.String(), nil
 }
 
 // Received is one message taken from the topic.

@@ -173,6 +173,32 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 }
 
+func TestCheckPeerAddr(t *testing.T) {
+	h := newHost(t)
+	if len(h.Addrs()) == 0 {
+		t.Fatal("host reports no addresses")
+	}
+	for _, a := range h.Addrs() {
+		id, err := p2p.CheckPeerAddr(a)
+		if err != nil || id != h.PeerID() {
+			t.Errorf("CheckPeerAddr(%q) = %q, %v; want %q", a, id, err, h.PeerID())
+		}
+	}
+	id := h.PeerID()
+	for _, bad := range []string{
+		"",
+		"garbage",
+		"/ip4/127.0.0.1/tcp/4001", // no peer ID
+		"/p2p/" + id,              // no transport
+		"/ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + id, // not TCP
+		"/ip4/127.0.0.1/tcp/4001/p2p/notanid",
+	} {
+		if _, err := p2p.CheckPeerAddr(bad); err == nil {
+			t.Errorf("CheckPeerAddr(%q) accepted it", bad)
+		}
+	}
+}
+
 // The main claim: blocks published by one node reach a directly connected
 // node, large and in bursts, none lost, and a node never receives its own.
 func TestPublishReachesConnectedPeer(t *testing.T) {
