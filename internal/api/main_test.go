@@ -185,9 +185,13 @@ type response struct {
 	body   []byte
 }
 
+// do sends a request and returns the answer as it is: the API never
+// redirects, so a redirect is not followed but returned.
 func (n *node) do(method, path string, body string, header ...string) response {
 	n.t.Helper()
-	return doURL(n.t, n.srv.Client(), method, n.srv.URL+path, body, header...)
+	c := *n.srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return doURL(n.t, &c, method, n.srv.URL+path, body, header...)
 }
 
 func doURL(t *testing.T, c *http.Client, method, url, body string, header ...string) response {

@@ -12,7 +12,9 @@ import (
 	gojson "github.com/goccy/go-json"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -109,8 +111,10 @@ func NewServer(cfg Config) *Server {
 		{"/height", "GET", s.height},
 		{"/latest", "GET", s.latest},
 		{"/block/{height}", "GET", s.block},
+		{"/block/{$}", "GET", s.block}, // an empty height: 400, not 404
 		{"/blocks", "GET", s.blocks},
 		{"/message/{id}", "GET", s.message},
+		{"/message/{$}", "GET", s.message},
 		{"/message", "POST", s.submitOne},
 		{"/messages", "POST", s.submitBatch},
 	}
@@ -125,13 +129,34 @@ func NewServer(cfg Config) *Server {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		})
 	}
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	noRoute := func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path)
-	})
+	}
+	s.mux.HandleFunc("/", noRoute)
+	// Without this ServeMux would redirect /block to /block/.
+	s.mux.HandleFunc("/block", noRoute)
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP routes r. A path that is not in clean form ("//health",
+// "/a/../health") is answered 404 here: ServeMux would redirect it with a
+// body that is not JSON.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p != cleanPath(p) {
+		writeError(w, http.StatusNotFound, "no such route: "+p)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is path.Clean keeping a trailing slash, as ServeMux compares.
+func cleanPath(p string) string {
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -189,12 +214,28 @@ func (s *Server) latest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) block(w http.ResponseWriter, r *http.Request) {
-	h, err := strconv.ParseUint(r.PathValue("height"), 10, 64)
-	if err != nil {
+	v := r.PathValue("height")
+	h, ok := parseCount(v)
+	if !ok {
 		writeError(w, http.StatusBadRequest, "height must be a non-negative integer")
 		return
 	}
+	if h == math.MaxUint64 && v != strconv.FormatUint(h, 10) {
+		writeError(w, http.StatusNotFound, "no block at height "+v)
+		return
+	}
 	s.serveBlock(w, r, h)
+}
+
+// parseCount parses a non-negative decimal integer, digits only. One too
+// large for a uint64 is still a number, not malformed: it reads as
+// math.MaxUint64, past any chain.
+func parseCount(v string) (uint64, bool) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return math.MaxUint64, true
+	}
+	return n, err == nil
 }
 
 func (s *Server) serveBlock(w http.ResponseWriter, r *http.Request, h uint64) {
@@ -228,8 +269,8 @@ func (s *Server) serveBlock(w http.ResponseWriter, r *http.Request, h uint64) {
 
 func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	from, err := strconv.ParseUint(q.Get("from"), 10, 64)
-	if err != nil {
+	from, ok := parseCount(q.Get("from"))
+	if !ok {
 		writeError(w, http.StatusBadRequest, "from must be a non-negative integer")
 		return
 	}
@@ -239,12 +280,12 @@ func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {
 		limit = MaxBlocksBinary
 	}
 	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		n, ok := parseCount(v)
+		if !ok || n < 1 {
 			writeError(w, http.StatusBadRequest, "limit must be a positive integer")
 			return
 		}
-		limit = min(limit, n)
+		limit = int(min(uint64(limit), n))
 	}
 	recs, err := s.cfg.Chain.BlockRecords(from, limit)
 	if err != nil {

@@ -167,10 +167,11 @@ func checkConfirmed(t *testing.T, jm map[string]json.RawMessage, b *chain.Block,
 func TestBlockErrors(t *testing.T) {
 	n := newNode(t)
 	n.seal(sign(1, "a"))
-	for _, h := range []string{"abc", "-1", "1.5", "0x1", "18446744073709551616", "%20"} {
+	for _, h := range []string{"", "abc", "-1", "+1", "1.5", "0x1", "1_0", "%20"} {
 		wantError(t, n.get("/block/"+h), http.StatusBadRequest, false)
 	}
-	for _, h := range []string{"2", "18446744073709551615"} {
+	// Past the tip, and past a uint64 too: still an integer, so no block.
+	for _, h := range []string{"2", "18446744073709551615", "18446744073709551616", "99999999999999999999999"} {
 		wantError(t, n.get("/block/"+h), http.StatusNotFound, false)
 	}
 }
@@ -209,12 +210,15 @@ func TestBlocksJSON(t *testing.T) {
 	if r := object(t, n.get("/blocks?from=5"), http.StatusOK); string(r["blocks"]) != "[]" {
 		t.Fatalf("blocks past the tip = %s, want []", r["blocks"])
 	}
-	for _, q := range []string{"", "?from=", "?from=abc", "?from=-1", "?from=0&limit=0", "?from=0&limit=-5", "?from=0&limit=x"} {
+	for _, q := range []string{"", "?from=", "?from=abc", "?from=-1", "?from=0&limit=0", "?from=0&limit=-5", "?from=0&limit=x", "?from=0&limit=+5"} {
 		wantError(t, n.get("/blocks"+q), http.StatusBadRequest, false)
+	}
+	if r := object(t, n.get("/blocks?from=99999999999999999999"), http.StatusOK); string(r["blocks"]) != "[]" {
+		t.Fatalf("blocks from past a uint64 = %s, want []", r["blocks"])
 	}
 
 	// The server caps the limit it passes on.
-	object(t, n.get("/blocks?from=0&limit=999999"), http.StatusOK)
+	object(t, n.get("/blocks?from=0&limit=18446744073709551616"), http.StatusOK)
 	if n.chain.lastLimit != api.MaxBlocksJSON {
 		t.Errorf("JSON limit passed on: %d, want the cap %d", n.chain.lastLimit, api.MaxBlocksJSON)
 	}
@@ -329,7 +333,7 @@ func TestMessageAloneInBlockHasProof(t *testing.T) {
 func TestMessageErrors(t *testing.T) {
 	n := newNode(t)
 	id := idOf(1).String()
-	for _, bad := range []string{"zz", id[:63], id + "0", strings.Repeat("g", 64)} {
+	for _, bad := range []string{"", "zz", id[:63], id + "0", strings.Repeat("g", 64), strings.ToUpper(id)} {
 		wantError(t, n.get("/message/"+bad), http.StatusBadRequest, false)
 	}
 	wantError(t, n.get("/message/"+id), http.StatusNotFound, false)
@@ -392,6 +396,8 @@ func TestPostMessage(t *testing.T) {
 		"missing content":   with("content", nil),
 		"missing signature": with("signature", nil),
 		"sender not hex":    with("sender", strings.Repeat("zz", 32)),
+		"sender uppercase":  with("sender", strings.ToUpper(hexOf(good.Sender[:]))),
+		"signature upper":   with("signature", strings.ToUpper(hexOf(good.Signature[:]))),
 		"sender short":      with("sender", hexOf(good.Sender[:31])),
 		"signature long":    with("signature", hexOf(append(good.Signature[:], 0))),
 		"nonce negative":    with("nonce", -1),
@@ -495,7 +501,16 @@ func TestPostMessages(t *testing.T) {
 
 func TestUnknownPath(t *testing.T) {
 	n := newNode(t)
-	for _, p := range []string{"/", "/nope", "/block", "/block/", "/block/1/extra", "/message/", "/healthz", "/blocks/1"} {
+	for _, p := range []string{"/", "/nope", "/block", "/block/1/extra", "/healthz", "/blocks/1", "/health/"} {
+		wantError(t, n.get(p), http.StatusNotFound, false)
+	}
+}
+
+// A path not in clean form is not redirected, as ServeMux would do with a
+// body that is not JSON: it is no route.
+func TestUncleanPath(t *testing.T) {
+	n := newNode(t)
+	for _, p := range []string{"//health", "/./health", "/x/../health", "/block//1", "/blocks/.", "/block/1/.."} {
 		wantError(t, n.get(p), http.StatusNotFound, false)
 	}
 }

@@ -94,11 +94,11 @@ func (b HexBytes) MarshalText() ([]byte, error) {
 	return out, nil
 }
 
-// UnmarshalText decodes hex.
+// UnmarshalText decodes lowercase hex.
 func (b *HexBytes) UnmarshalText(text []byte) error {
 	out := make([]byte, hex.DecodedLen(len(text)))
-	if _, err := hex.Decode(out, text); err != nil {
-		return fmt.Errorf("invalid hex: %w", err)
+	if err := chain.DecodeHex(out, string(text)); err != nil {
+		return err
 	}
 	*b = out
 	return nil
@@ -175,10 +175,10 @@ func (s *Submission) ToChain() (chain.Message, error) {
 	case s.Signature == nil:
 		return m, fmt.Errorf("missing field: signature")
 	}
-	if err := decodeHex(m.Sender[:], *s.Sender); err != nil {
+	if err := chain.DecodeHex(m.Sender[:], *s.Sender); err != nil {
 		return m, fmt.Errorf("sender: %w", err)
 	}
-	if err := decodeHex(m.Signature[:], *s.Signature); err != nil {
+	if err := chain.DecodeHex(m.Signature[:], *s.Signature); err != nil {
 		return m, fmt.Errorf("signature: %w", err)
 	}
 	m.Nonce, m.Content = *s.Nonce, *s.Content
@@ -190,14 +190,4 @@ func NewSubmission(m *chain.Message) Submission {
 	sender, sig := hex.EncodeToString(m.Sender[:]), hex.EncodeToString(m.Signature[:])
 	nonce, content := m.Nonce, m.Content
 	return Submission{Sender: &sender, Nonce: &nonce, Content: &content, Signature: &sig}
-}
-
-func decodeHex(dst []byte, s string) error {
-	if len(s) != 2*len(dst) {
-		return fmt.Errorf("want %d hex characters, got %d", 2*len(dst), len(s))
-	}
-	if _, err := hex.Decode(dst, []byte(s)); err != nil {
-		return fmt.Errorf("invalid hex: %w", err)
-	}
-	return nil
 }

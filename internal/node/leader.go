@@ -137,6 +137,11 @@ func (c *leaderChain) BlockMessages(_ context.Context, b *chain.Block) ([]api.Me
 	out := make([]api.Message, len(b.Entries))
 	for i, e := range b.Entries {
 		conf, err := c.l.st.Message(e.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			// The leader commits a block with its messages: one missing is
+			// damage to the store, not an unknown message.
+			return nil, &store.CorruptionError{Height: b.Height, Reason: fmt.Sprintf("message %s of the block has no record", e.ID)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("node: message %s of block %d: %w", e.ID, b.Height, err)
 		}
