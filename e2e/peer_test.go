@@ -706,3 +706,29 @@ func TestPeerLeaderAddrFlag(t *testing.T) {
 	peer.WaitHeight(tip, syncTimeout)
 	checkChain(t, sameBlocks(t, leader, peer, 0, tip))
 }
+
+// TestPeerRefusesLeaderAddrOfAnotherNode: --leader-addr with a peer ID that
+// is not the one the leader at --leader-rpc reports is refused at startup
+// (exit 1, both IDs named) rather than dialled, and no producer is pinned:
+// the same data directory then follows the leader.
+func TestPeerRefusesLeaderAddrOfAnotherNode(t *testing.T) {
+	t.Parallel()
+	leader := startNode(t, "--leader", "--test-mode")
+	other := startNode(t, "--leader", "--test-mode")
+	oh := other.Health()
+	if len(oh.P2PAddrs) == 0 {
+		t.Fatalf("%s reports no p2p address", other)
+	}
+	wrong := oh.P2PAddrs[0]
+	pdb := t.TempDir()
+	refused := launchNode(t, "--leader-rpc", leader.URL(), "--leader-addr", wrong, "--db-path", pdb)
+	if code := refused.ExitCode(runTimeout); code != 1 {
+		t.Fatalf("peer with another node's --leader-addr: exit code %d, want 1\n%s", code, refused.Logs())
+	}
+	logs := refused.Logs()
+	if !strings.Contains(logs, oh.PeerID) || !strings.Contains(logs, leader.Health().PeerID) {
+		t.Errorf("refusal does not name both peer IDs (given %s, leader %s):\n%s", oh.PeerID, leader.Health().PeerID, logs)
+	}
+	peer := startPeer(t, leader, "--db-path", refused.DBPath())
+	peer.WaitHeight(max(heightOf(t, leader), 2), syncTimeout)
+}

@@ -15,7 +15,8 @@ import (
 )
 
 // ErrWrongLeader is fatal for a peer: the node at --leader-rpc has another
-// genesis, or signs with another key than the one pinned at first contact.
+// genesis, signs with another key than the one pinned at first contact, or
+// is not the node --leader-addr names.
 var ErrWrongLeader = errors.New("node: refusing leader")
 
 // Peer timing.
@@ -127,8 +128,9 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 	}
 }
 
-// contact asks the leader who it is, refuses another genesis or another
-// producer than the pinned one, and pins the producer at first contact.
+// contact asks the leader who it is, refuses another genesis, another
+// producer than the pinned one or another peer ID than --leader-addr
+// names, and pins the producer at first contact.
 func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error) {
 	info, err := p.leader.Health(ctx)
 	if err != nil {
@@ -136,6 +138,9 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 	}
 	if info.GenesisHash != chain.GenesisHash {
 		return info, chain.PublicKey{}, fmt.Errorf("%w: its genesis is %s, ours %s", ErrWrongLeader, info.GenesisHash, chain.GenesisHash)
+	}
+	if p.cfg.LeaderAddr != "" && !strings.HasSuffix(p.cfg.LeaderAddr, "/p2p/"+info.PeerID) {
+		return info, chain.PublicKey{}, fmt.Errorf("%w: it reports peer ID %s, --leader-addr names %s", ErrWrongLeader, info.PeerID, p.cfg.LeaderAddr)
 	}
 	pub, err := p2p.PublicKeyFromPeerID(info.PeerID)
 	if err != nil {
@@ -163,9 +168,6 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 func (p *peer) connect(ctx context.Context, host *p2p.Host, info api.Health) error {
 	addrs := info.P2PAddrs
 	if p.cfg.LeaderAddr != "" {
-		if !strings.HasSuffix(p.cfg.LeaderAddr, "/p2p/"+info.PeerID) {
-			return fmt.Errorf("node: --leader-addr %s is not the leader's: it reports peer ID %s", p.cfg.LeaderAddr, info.PeerID)
-		}
 		addrs = []string{p.cfg.LeaderAddr}
 	}
 	var errs []error
