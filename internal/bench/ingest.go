@@ -95,9 +95,13 @@ const (
 	targetInclusionSlack  = 50 // ms over the block interval, at 10,000 msgs/s
 	targetInclusionRate   = 10000
 	targetPeakRSSMB       = 150 // after 1,000,000 messages
-	targetRSSMessages     = 1_000_000
-	targetDiskPerMsg      = 400 // bytes, for 100-byte messages
+	targetDiskPerMsg      = 400 // bytes, for 100-byte messages, after 1,000,000 of them
 	targetDiskContent     = 100
+	// targetScaleMessages is the size at which the issue sets the RSS and
+	// disk targets. Below it the figures are reported without a verdict:
+	// Pebble's WAL files (about 54 MB, preallocated and recycled) are a
+	// fixed cost that a short run cannot spread.
+	targetScaleMessages = 1_000_000
 )
 
 // closedLoopGuess is the rate the first pool of a closed-loop run is
@@ -140,7 +144,7 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*
 		rep.Notef("open loop: latencies count from when a request was due, so a server that falls behind is charged for the queue it causes")
 	}
 	rep.Notef("leader_cpu_per_msg = the leader's CPU time (user + system, from exec until the queue has drained) ÷ messages committed: the cost per message, which other tenants of a shared machine disturb less than they do the rates; bare_cpu_per_msg is the bare endpoint's, per acknowledged message")
-	rep.Notef("disk_per_msg is du (allocated blocks) of the stopped leader's data directory ÷ messages committed; Pebble preallocates each WAL file (110%% of the 12 MiB memtable, about 13 MB) and keeps the current one and up to 3 old ones for reuse, so short runs are dominated by that fixed cost (about 54 B/msg at 1,000,000 messages); disk_apparent_per_msg sums file sizes")
+	rep.Notef("disk_per_msg is du (allocated blocks) of the stopped leader's data directory ÷ messages committed; Pebble preallocates each WAL file (110%% of the 12 MiB memtable, about 13 MB) and keeps the current one and up to 3 old ones for reuse, so short runs are dominated by that fixed cost (about 54 B/msg at 1,000,000 messages) and the disk and RSS targets are judged only from 1,000,000 messages, the scale the issue sets them at; disk_apparent_per_msg sums file sizes")
 	rep.Notef("the load generator runs on the same %d cores as the node and takes part of them", runtime.NumCPU())
 	return rep, nil
 }
@@ -330,11 +334,11 @@ func ingestTargets(cfg *IngestConfig, rep *ScenarioReport) {
 			rep.Target(p+"inclusion_p99", "ms", Target{Op: "<=", Value: float64(cfg.interval().Milliseconds() + targetInclusionSlack), Note: "block interval + 50 ms at up to 10,000 msgs/s"})
 		}
 		rep.Target(p+"acked_missing", "msgs", Target{Op: "==", Value: 0, Every: true})
-		if cfg.ContentBytes == targetDiskContent {
-			rep.Target(p+"disk_per_msg", "B/msg", Target{Op: "<=", Value: targetDiskPerMsg, Note: "100-byte messages"})
-		}
-		if m := rep.metric(p+"committed", "msgs"); len(m.Values) > 0 && Median(m.Values) >= targetRSSMessages {
+		if m := rep.metric(p+"committed", "msgs"); len(m.Values) > 0 && Median(m.Values) >= targetScaleMessages {
 			rep.Target(p+"leader_peak_rss", "MB", Target{Op: "<=", Value: targetPeakRSSMB, Note: "after 1,000,000 messages"})
+			if cfg.ContentBytes == targetDiskContent {
+				rep.Target(p+"disk_per_msg", "B/msg", Target{Op: "<=", Value: targetDiskPerMsg, Note: "100-byte messages, after 1,000,000"})
+			}
 		}
 	}
 }
