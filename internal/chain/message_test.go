@@ -1,8 +1,12 @@
 package chain_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/zeebo/blake3"
@@ -150,9 +154,39 @@ func TestParseHash(t *testing.T) {
 	if err != nil || got != h {
 		t.Fatalf("ParseHash(%s) = %s, %v", h, got, err)
 	}
-	for _, bad := range []string{"", h.String()[:63], h.String() + "0", "zz" + h.String()[2:]} {
+	for _, bad := range []string{"", h.String()[:63], h.String() + "0", "zz" + h.String()[2:], "AB" + h.String()[2:]} {
 		if _, err := chain.ParseHash(bad); err == nil {
 			t.Errorf("ParseHash(%q) accepted", bad)
+		}
+	}
+}
+
+// DecodeHex reads what encoding/hex writes, every byte value, and refuses
+// every string with a byte that is not a lowercase hex digit, uppercase
+// included, naming it.
+func TestDecodeHex(t *testing.T) {
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	got := make([]byte, len(all))
+	if err := chain.DecodeHex(got, hex.EncodeToString(all)); err != nil || !bytes.Equal(got, all) {
+		t.Fatalf("DecodeHex of every byte value: %x, %v", got, err)
+	}
+	for c := range 256 {
+		if strings.IndexByte("0123456789abcdef", byte(c)) >= 0 {
+			continue
+		}
+		for _, at := range []int{0, 1, 5} {
+			s := []byte("00112233")
+			s[at] = byte(c)
+			err := chain.DecodeHex(make([]byte, 4), string(s))
+			if err == nil {
+				t.Fatalf("DecodeHex(%q) accepted", s)
+			}
+			if want := fmt.Sprintf("offset %d", at); !strings.Contains(err.Error(), want) {
+				t.Errorf("DecodeHex(%q) = %v, want it to name %s", s, err, want)
+			}
 		}
 	}
 }
