@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -130,9 +131,12 @@ type node struct {
 	chain *testChain
 	srv   *httptest.Server
 	now   atomic.Uint64
+	// started counts requests the server began to read.
+	started atomic.Int64
 }
 
-func newNode(t *testing.T) *node {
+// newNode starts a leader's API; configure, if given, changes its config.
+func newNode(t *testing.T, configure ...func(*api.Config)) *node {
 	t.Helper()
 	n := &node{t: t}
 	n.now.Store(1_700_000_000_000)
@@ -150,7 +154,17 @@ func newNode(t *testing.T) *node {
 	}
 	n.st, n.pool = st, pool
 	n.chain = &testChain{st: st, pool: pool}
-	n.srv = httptest.NewServer(api.NewServer(api.Config{Chain: n.chain, Submitter: pool, MaxContent: maxContent}))
+	cfg := api.Config{Chain: n.chain, Submitter: pool, MaxContent: maxContent}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	n.srv = httptest.NewUnstartedServer(api.NewServer(cfg))
+	n.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateActive {
+			n.started.Add(1)
+		}
+	}
+	n.srv.Start()
 	t.Cleanup(n.srv.Close)
 	return n
 }

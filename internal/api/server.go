@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"path"
 	"runtime"
 	"strconv"
@@ -82,8 +83,22 @@ type Config struct {
 	Submitter  Submitter
 	LeaderURL  string
 	MaxContent int // content limit in bytes, for the request body limit
-	Log        *slog.Logger
+	// BodyGrace is how long a submission body may take before it must keep
+	// up MinBodyRate; zero means DefaultBodyGrace.
+	BodyGrace time.Duration
+	Log       *slog.Logger
 }
+
+// Slow bodies. A submission body must arrive at an average of at least
+// MinBodyRate bytes a second once BodyGrace has passed; a client that falls
+// behind is answered 408 and its connection closed. Without this, a few
+// clients trickling batch bodies would hold every batch slot (see
+// Server.batches) for as long as they liked. At the floor rate the largest
+// single submission (64 KiB of content) has over 16 s.
+const (
+	DefaultBodyGrace = 10 * time.Second
+	MinBodyRate      = 64 << 10
+)
 
 // Server routes HTTP requests to a node.
 type Server struct {
@@ -100,6 +115,9 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BodyGrace <= 0 {
+		cfg.BodyGrace = DefaultBodyGrace
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	routes := []struct {
@@ -343,17 +361,43 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte,
 	limit := s.bodyLimit(n)
 	// Content-Length sizes the buffer, up to maxBodyHint: a client's claim
 	// alone must not make the node allocate the whole limit.
-	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), min(r.ContentLength, limit, maxBodyHint))
+	paced := &pacedBody{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), start: time.Now(), grace: s.cfg.BodyGrace}
+	body, err := readAll(paced, min(r.ContentLength, limit, maxBodyHint))
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		switch {
+		case errors.As(err, &mbe):
 			writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
-		} else {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Closing spares net/http's wait for the rest of the body,
+			// which it would otherwise read to keep the connection.
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body arrived too slowly: %d bytes in %v", paced.n, time.Since(paced.start).Round(time.Millisecond)))
+		default:
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		}
 		return nil, false
 	}
+	// The next request on the connection gets net/http's own deadlines.
+	_ = paced.rc.SetReadDeadline(time.Time{})
 	return body, true
+}
+
+// pacedBody moves the connection's read deadline before each read of a
+// body so that the body keeps an average of MinBodyRate after the grace.
+type pacedBody struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	start time.Time
+	grace time.Duration
+	n     int64 // bytes read so far
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(p.start.Add(p.grace + time.Duration(p.n)*time.Second/MinBodyRate))
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
 }
 
 // maxBodyHint bounds the buffer a body's Content-Length may size up front.

@@ -104,7 +104,10 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	srv := &http.Server{
 		Handler:           role.handler(host),
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// Bodies are paced by the API itself (api.MinBodyRate); an idle
+		// keep-alive connection is closed after this.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	log.Info("Serving HTTP API", "addr", ln.Addr().String(), "peer_id", host.PeerID(), "p2p_addrs", host.Addrs())
 
