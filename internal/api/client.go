@@ -44,6 +44,23 @@ func NewClient(base string) *Client {
 	}
 }
 
+// MaxAnswer bounds the answer the client reads: a GET /blocks answer holds
+// MaxBlocksBytes of records, or one block alone, which is at most 64 MiB.
+const MaxAnswer = 128 << 20
+
+// readAnswer reads resp's body, refusing one over MaxAnswer: whatever sits
+// at the other end, it cannot make the client hold more.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if len(data) > MaxAnswer {
+		return nil, fmt.Errorf("answer over %d bytes", MaxAnswer)
+	}
+	return data, nil
+}
+
 // Base returns the node's URL.
 func (c *Client) Base() string { return c.base }
 
@@ -69,9 +86,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := readAnswer(resp)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: read answer: %w", method, path, err)
+		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		var eb errorBody
@@ -157,7 +174,7 @@ func (c *Client) BlockRecords(ctx context.Context, from uint64, limit int) ([]*c
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := readAnswer(resp)
 	if err != nil {
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
 	}

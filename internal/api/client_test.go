@@ -113,6 +113,13 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 			_, _ = w.Write([]byte{0, 0, 1, 0, 1, 2}) // a record of 256 bytes, 2 given
 		case "/height":
 			_, _ = w.Write([]byte("not json"))
+		case "/latest": // an answer that never ends
+			chunk := make([]byte, 1<<20)
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
 		default:
 			w.WriteHeader(http.StatusBadGateway)
 			_, _ = w.Write([]byte("plain text failure"))
@@ -129,6 +136,9 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 	}
 	if _, err := c.Height(ctx); err == nil {
 		t.Error("Height accepted a body that is not JSON")
+	}
+	if _, err := c.Latest(ctx); err == nil || !strings.Contains(err.Error(), "answer over") {
+		t.Errorf("Latest of an endless answer: %v", err)
 	}
 	var he *api.HTTPError
 	if _, err := c.Health(ctx); !errors.As(err, &he) || he.Code != http.StatusBadGateway || he.Reason != "plain text failure" {

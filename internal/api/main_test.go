@@ -50,9 +50,9 @@ type testChain struct {
 	st   *store.Store
 	pool *mempool.Pool
 
-	mu        sync.Mutex
-	lastLimit int
-	blockErr  error // when set, Block fails with it
+	mu                      sync.Mutex
+	lastLimit, lastMaxBytes int
+	blockErr                error // when set, Block fails with it
 }
 
 func (c *testChain) Health() api.Health {
@@ -78,11 +78,11 @@ func (c *testChain) Block(h uint64) (*chain.Block, error) {
 	return c.st.Block(h)
 }
 
-func (c *testChain) BlockRecords(from uint64, limit int) ([][]byte, error) {
+func (c *testChain) BlockRecords(from uint64, limit, maxBytes int) ([][]byte, error) {
 	c.mu.Lock()
-	c.lastLimit = limit
+	c.lastLimit, c.lastMaxBytes = limit, maxBytes
 	c.mu.Unlock()
-	return c.st.BlockRecords(from, limit)
+	return c.st.BlockRecords(from, limit, maxBytes)
 }
 
 func (c *testChain) confirmed(conf store.Confirmed) (api.Message, error) {

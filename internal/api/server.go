@@ -32,7 +32,10 @@ type Chain interface {
 	Health() Health
 	Tip() store.Tip
 	Block(height uint64) (*chain.Block, error)
-	BlockRecords(from uint64, limit int) ([][]byte, error)
+	// BlockRecords returns up to limit consecutive block records from
+	// height from, stopping at the tip and, after the first, before they
+	// pass maxBytes in all (see store.Store.BlockRecords).
+	BlockRecords(from uint64, limit, maxBytes int) ([][]byte, error)
 	// Message returns a pending or confirmed message; a peer may fetch it.
 	Message(ctx context.Context, id chain.Hash) (Message, error)
 	// BlockMessages returns b's messages in block order, confirmed.
@@ -62,6 +65,10 @@ const (
 	// MaxBlocksJSON and MaxBlocksBinary cap GET /blocks' limit.
 	MaxBlocksJSON   = 1000
 	MaxBlocksBinary = 10000
+	// MaxBlocksBytes caps the block records one GET /blocks answer is
+	// built from, in either form: 10,000 blocks of 10,000 messages would
+	// be 6 GB. An answer holds at least one block, however large.
+	MaxBlocksBytes = 16 << 20
 	// BlockRecordsType is the media type a client may Accept from GET /blocks
 	// to receive raw block records: each a 4-byte big-endian length and the
 	// record (chain.Block encoding). Peers catch up with it, since a record,
@@ -305,7 +312,7 @@ func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = int(min(uint64(limit), n))
 	}
-	recs, err := s.cfg.Chain.BlockRecords(from, limit)
+	recs, err := s.cfg.Chain.BlockRecords(from, limit, MaxBlocksBytes)
 	if err != nil {
 		s.fail(w, err)
 		return

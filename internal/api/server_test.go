@@ -226,6 +226,9 @@ func TestBlocksJSON(t *testing.T) {
 	if n.chain.lastLimit != api.MaxBlocksBinary {
 		t.Errorf("binary limit passed on: %d, want the cap %d", n.chain.lastLimit, api.MaxBlocksBinary)
 	}
+	if n.chain.lastMaxBytes != api.MaxBlocksBytes {
+		t.Errorf("byte budget passed on: %d, want %d", n.chain.lastMaxBytes, api.MaxBlocksBytes)
+	}
 }
 
 // GET /blocks with Accept: application/x-kimura-block-records answers

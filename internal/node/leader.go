@@ -165,4 +165,6 @@ func (b blocks) Block(h uint64) (*chain.Block, error) {
 	return b.st.Block(h)
 }
 
-func (b blocks) BlockRecords(from uint64, n int) ([][]byte, error) { return b.st.BlockRecords(from, n) }
+func (b blocks) BlockRecords(from uint64, n, maxBytes int) ([][]byte, error) {
+	return b.st.BlockRecords(from, n, maxBytes)
+}

@@ -94,8 +94,9 @@ func (s *Store) Commit(c Commit) error {
 }
 
 // BlockRecords returns the records of up to limit consecutive blocks from
-// height from, stopping at the tip.
-func (s *Store) BlockRecords(from uint64, limit int) ([][]byte, error) {
+// height from, stopping at the tip, and before the records would pass
+// maxBytes in all; the first block is returned whatever its size.
+func (s *Store) BlockRecords(from uint64, limit, maxBytes int) ([][]byte, error) {
 	tip := s.Tip().Height
 	if from > tip || limit <= 0 {
 		return nil, nil
@@ -106,6 +107,7 @@ func (s *Store) BlockRecords(from uint64, limit int) ([][]byte, error) {
 	}
 	defer it.Close()
 	var out [][]byte
+	size := 0
 	want := from
 	for ok := it.First(); ok && len(out) < limit && want <= tip; ok = it.Next() {
 		if h := binary.BigEndian.Uint64(it.Key()[len(blockPrefix):]); h != want {
@@ -114,6 +116,9 @@ func (s *Store) BlockRecords(from uint64, limit int) ([][]byte, error) {
 		rec, cerr := openStoredBlock(want, it.Value())
 		if cerr != nil {
 			return nil, cerr
+		}
+		if size += len(rec); len(out) > 0 && size > maxBytes {
+			break
 		}
 		out = append(out, append([]byte(nil), rec...))
 		want++

@@ -189,7 +189,7 @@ func TestBlockRecords(t *testing.T) {
 		{1, 0, 0, 0},
 		{1, -1, 0, 0},
 	} {
-		recs, err := s.BlockRecords(c.from, c.limit)
+		recs, err := s.BlockRecords(c.from, c.limit, 1<<30)
 		if err != nil {
 			t.Fatalf("BlockRecords(%d, %d): %v", c.from, c.limit, err)
 		}
@@ -200,6 +200,30 @@ func TestBlockRecords(t *testing.T) {
 			if want := blocks[c.start+uint64(i)].Encode(); !bytes.Equal(rec, want) {
 				t.Fatalf("BlockRecords(%d, %d)[%d] is not block %d", c.from, c.limit, i, c.start+uint64(i))
 			}
+		}
+	}
+	// The byte budget: whole records while they fit, and always the first.
+	size := func(from, to uint64) (n int) {
+		for h := from; h < to; h++ {
+			n += len(blocks[h].Encode())
+		}
+		return n
+	}
+	for _, c := range []struct {
+		from     uint64
+		maxBytes int
+		end      uint64
+	}{
+		{0, size(0, 3), 3},
+		{0, size(0, 3) + 1, 3},
+		{0, size(0, 3) - 1, 2},
+		{1, size(1, tip+1), tip + 1},
+		{2, 1, 3},
+		{2, 0, 3},
+	} {
+		recs, err := s.BlockRecords(c.from, 100, c.maxBytes)
+		if err != nil || len(recs) != int(c.end-c.from) {
+			t.Fatalf("BlockRecords(%d, 100, %d bytes): %d records, %v; want %d", c.from, c.maxBytes, len(recs), err, c.end-c.from)
 		}
 	}
 	_, err := s.BlockRecord(beyond.Height)
@@ -306,9 +330,9 @@ func TestReadsRefuseDamagedBlock(t *testing.T) {
 	check("Block", err)
 	_, err = s.BlockRecord(2)
 	check("BlockRecord", err)
-	_, err = s.BlockRecords(1, 3)
+	_, err = s.BlockRecords(1, 3, 1<<30)
 	check("BlockRecords", err)
-	if recs, err := s.BlockRecords(3, 1); err != nil || len(recs) != 1 || !bytes.Equal(recs[0], blocks[3].Encode()) {
+	if recs, err := s.BlockRecords(3, 1, 1<<30); err != nil || len(recs) != 1 || !bytes.Equal(recs[0], blocks[3].Encode()) {
 		t.Errorf("BlockRecords past the damage = %d records, %v", len(recs), err)
 	}
 }
