@@ -44,19 +44,25 @@ func NewClient(base string) *Client {
 	}
 }
 
-// MaxAnswer bounds the answer the client reads: a GET /blocks answer holds
-// MaxBlocksBytes of records, or one block alone, which is at most 64 MiB.
+// MaxAnswer bounds the answers whose size the API bounds: a GET /blocks
+// answer holds MaxBlocksBytes of records or one block alone, which is at
+// most 64 MiB; the others are smaller. Whatever sits at the other end, it
+// cannot make the client hold more. The one exception is a block with its
+// messages, which is as large as the leader's limits let it be.
 const MaxAnswer = 128 << 20
 
-// readAnswer reads resp's body, refusing one over MaxAnswer: whatever sits
-// at the other end, it cannot make the client hold more.
-func readAnswer(resp *http.Response) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
+// readAnswer reads resp's body, refusing one over limit bytes (0: no limit).
+func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
+	r := io.Reader(resp.Body)
+	if limit > 0 {
+		r = io.LimitReader(r, limit+1)
+	}
+	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
-	if len(data) > MaxAnswer {
-		return nil, fmt.Errorf("answer over %d bytes", MaxAnswer)
+	if limit > 0 && int64(len(data)) > limit {
+		return nil, fmt.Errorf("answer over %d bytes", limit)
 	}
 	return data, nil
 }
@@ -64,8 +70,14 @@ func readAnswer(resp *http.Response) ([]byte, error) {
 // Base returns the node's URL.
 func (c *Client) Base() string { return c.base }
 
-// do sends a request and decodes a 2xx JSON answer into out (unless nil).
+// do sends a request and decodes a 2xx JSON answer of at most MaxAnswer
+// bytes into out (unless nil).
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	return c.doLimit(ctx, method, path, body, out, MaxAnswer)
+}
+
+// doLimit is do with a bound on the answer's size; 0 means none.
+func (c *Client) doLimit(ctx context.Context, method, path string, body, out any, limit int64) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -86,7 +98,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, err := readAnswer(resp)
+	data, err := readAnswer(resp, limit)
 	if err != nil {
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
@@ -128,10 +140,12 @@ func (c *Client) Latest(ctx context.Context) (Block, error) {
 func (c *Client) Block(ctx context.Context, height uint64, messages bool) (Block, error) {
 	var b Block
 	path := fmt.Sprintf("/block/%d", height)
+	limit := int64(MaxAnswer)
 	if messages {
 		path += "?messages=true"
+		limit = 0
 	}
-	return b, c.do(ctx, http.MethodGet, path, nil, &b)
+	return b, c.doLimit(ctx, http.MethodGet, path, nil, &b, limit)
 }
 
 // Message calls GET /message/{id}.
@@ -174,7 +188,7 @@ func (c *Client) BlockRecords(ctx context.Context, from uint64, limit int) ([]*c
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	data, err := readAnswer(resp)
+	data, err := readAnswer(resp, MaxAnswer)
 	if err != nil {
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
 	}
