@@ -53,6 +53,10 @@ type testChain struct {
 	mu                      sync.Mutex
 	lastLimit, lastMaxBytes int
 	blockErr                error // when set, Block fails with it
+	// listingGate, when set, holds BlockMessages until it can receive;
+	// listing counts the calls in progress, maxListing the most at once.
+	listingGate         chan struct{}
+	listing, maxListing int
 }
 
 func (c *testChain) Health() api.Health {
@@ -109,7 +113,26 @@ func (c *testChain) Message(_ context.Context, id chain.Hash) (api.Message, erro
 	return api.Message{}, store.ErrNotFound
 }
 
+func (c *testChain) inListing() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.listing
+}
+
 func (c *testChain) BlockMessages(_ context.Context, b *chain.Block) ([]api.Message, error) {
+	c.mu.Lock()
+	c.listing++
+	c.maxListing = max(c.maxListing, c.listing)
+	gate := c.listingGate
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.listing--
+		c.mu.Unlock()
+	}()
+	if gate != nil {
+		<-gate
+	}
 	out := make([]api.Message, len(b.Entries))
 	for i, e := range b.Entries {
 		conf, err := c.st.Message(e.ID)

@@ -116,6 +116,9 @@ type Server struct {
 	// waits (its body unread, so TCP holds it back) rather than the node
 	// buffering every concurrent batch in memory.
 	batches chan struct{}
+	// listings bounds the answers of a block with its messages built at
+	// once (see MaxListings).
+	listings chan struct{}
 }
 
 // NewServer returns the handler for every route of the API.
@@ -126,7 +129,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.BodyGrace <= 0 {
 		cfg.BodyGrace = DefaultBodyGrace
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), listings: make(chan struct{}, MaxListings)}
 	routes := []struct {
 		path string
 		verb string
@@ -275,21 +278,69 @@ func (s *Server) serveBlock(w http.ResponseWriter, r *http.Request, h uint64) {
 	out := NewBlock(b)
 	switch r.URL.Query().Get("messages") {
 	case "", "false", "0":
+		writeJSON(w, http.StatusOK, out)
 	case "true", "1":
-		msgs, err := s.cfg.Chain.BlockMessages(r.Context(), b)
-		if err != nil {
-			s.fail(w, err)
-			return
-		}
-		if msgs == nil {
-			msgs = []Message{}
-		}
-		out.Messages = msgs
+		s.serveBlockMessages(w, r, b, out)
 	default:
 		writeError(w, http.StatusBadRequest, "messages must be true or false")
+	}
+}
+
+// MaxListings is how many answers of a block with its messages a node
+// builds at once; more wait their turn. Each holds the block's contents,
+// up to --max-block-messages times --max-message-bytes (655 MB with the
+// defaults), so without a bound a few clients asking for one large block
+// at once could take all the node's memory.
+const MaxListings = 2
+
+// serveBlockMessages answers b with its messages. The JSON is written one
+// message at a time, and each message is let go once written, so the
+// answer never holds a second copy of the block in JSON.
+func (s *Server) serveBlockMessages(w http.ResponseWriter, r *http.Request, b *chain.Block, out Block) {
+	select {
+	case s.listings <- struct{}{}:
+		defer func() { <-s.listings }()
+	case <-r.Context().Done():
 		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	msgs, err := s.cfg.Chain.BlockMessages(r.Context(), b)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	head, err := json.Marshal(out) // Messages is empty, so left out
+	if err != nil {
+		s.fail(w, fmt.Errorf("encode block %d: %w", b.Height, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	buf := append(head[:len(head)-1], `,"messages":[`...)
+	for i := range msgs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if buf, err = appendJSON(buf, &msgs[i]); err != nil {
+			// Too late for a status: cut the answer short, so that the
+			// client sees a broken exchange, not a well-formed lie.
+			s.cfg.Log.Error("encoding a block's messages", "height", b.Height, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		msgs[i] = Message{}
+		if len(buf) >= 64<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			buf = buf[:0]
+		}
+	}
+	_, _ = w.Write(append(buf, "]}\n"...))
+}
+
+// appendJSON appends v's JSON to buf, as encoding/json writes it.
+func appendJSON(buf []byte, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	return append(buf, b...), err
 }
 
 func (s *Server) blocks(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/chain"
@@ -120,6 +121,70 @@ func TestBlockWithMessages(t *testing.T) {
 		t.Fatalf("/latest?messages=1: %s", again["messages"])
 	}
 	wantError(t, n.get("/block/1?messages=maybe"), http.StatusBadRequest, false)
+}
+
+// The answer, written one message at a time, is byte for byte what
+// encoding/json makes of the whole block with its messages.
+func TestBlockWithMessagesBytes(t *testing.T) {
+	n := newNode(t)
+	var msgs []chain.Message
+	for i := range 300 { // past the 64 KiB the server writes at a time
+		msgs = append(msgs, sign(uint64(i), strings.Repeat("<&>", 80)))
+	}
+	b := n.seal(msgs...)
+	got := n.get("/block/1?messages=true")
+	if got.code != http.StatusOK {
+		t.Fatalf("status %d: %s", got.code, got.body)
+	}
+	want := api.NewBlock(b)
+	var err error
+	if want.Messages, err = n.chain.BlockMessages(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	wantBody, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.body) != string(wantBody)+"\n" {
+		t.Fatalf("answer differs from encoding/json's (%d bytes against %d)", len(got.body), len(wantBody)+1)
+	}
+}
+
+// At most api.MaxListings answers of a block with its messages are built at
+// once; the others wait their turn and are answered in full.
+func TestBlockWithMessagesListingsBounded(t *testing.T) {
+	n := newNode(t)
+	n.seal(sign(1, "a"))
+	gate := make(chan struct{})
+	n.chain.mu.Lock()
+	n.chain.listingGate = gate
+	n.chain.mu.Unlock()
+	const clients = api.MaxListings + 3
+	done := make(chan response, clients)
+	for range clients {
+		go func() { done <- n.get("/block/1?messages=true") }()
+	}
+	// Every request has reached the server; MaxListings of them are in.
+	deadline := time.Now().Add(10 * time.Second)
+	for n.started.Load() < clients || n.chain.inListing() < api.MaxListings {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests started, %d listings in progress", n.started.Load(), n.chain.inListing())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range clients {
+		gate <- struct{}{}
+	}
+	for range clients {
+		if r := <-done; r.code != http.StatusOK {
+			t.Fatalf("a waiting listing: status %d: %s", r.code, r.body)
+		}
+	}
+	n.chain.mu.Lock()
+	defer n.chain.mu.Unlock()
+	if n.chain.maxListing != api.MaxListings {
+		t.Fatalf("%d listings at once, want %d", n.chain.maxListing, api.MaxListings)
+	}
 }
 
 // An empty block asked for its messages has "messages": [], not no field:
