@@ -19,6 +19,7 @@ import (
 
 	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/mempool"
 )
 
 // TestLeaderProducesBlocks: a leader in test mode seals a block every 100ms,
@@ -476,4 +477,45 @@ func TestConfirmationVisibleWithItsBlock(t *testing.T) {
 		t.Error(p)
 	}
 	t.Logf("%d messages watched, %d problems", checked, len(problems))
+}
+
+// TestFullPendingQueue: a leader whose pending queue has reached
+// --max-pending-bytes answers 503 (directly and through a peer, which
+// forwards it), holds no more than the bound, and takes submissions again
+// once a block has taken the queue.
+func TestFullPendingQueue(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	const content = "a message of forty bytes, give or take.."
+	room := 3 * (len(content) + mempool.MessageOverhead) // three messages
+	n := startNode(t, "--leader", "--block-interval", "2s", "--max-message-bytes", "100", "--max-pending-bytes", strconv.Itoa(room))
+	peer := startPeer(t, n)
+	sender := newSender(t)
+	nonce := uint64(0)
+	submit := func(via *Node) error {
+		nonce++
+		_, err := via.Client().Submit(ctx, ptr(chain.SignMessage(sender, nonce, content)))
+		return err
+	}
+	// fill submits through via until it is answered 503: within four
+	// submissions, unless a block is sealed in between (every 2 s).
+	fill := func(via *Node) {
+		t.Helper()
+		for range 12 {
+			err := submit(via)
+			if httpCode(err) == http.StatusServiceUnavailable {
+				return
+			}
+			if err != nil {
+				t.Fatalf("submitting through %s: %v", via, err)
+			}
+		}
+		t.Fatalf("no 503 through %s after 12 submissions to a queue bounded to 3 messages", via)
+	}
+	fill(n)
+	if h := n.Health(); h.Pending > 3 {
+		t.Fatalf("/health pending %d, the bound holds 3", h.Pending)
+	}
+	fill(peer) // the peer forwards the leader's answer
+	eventually(t, 10*time.Second, "a submission accepted after a block", func() error { return submit(n) })
 }

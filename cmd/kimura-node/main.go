@@ -154,6 +154,7 @@ func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err 
 	testMode := fs.Bool("test-mode", false, "block interval 100ms")
 	fs.IntVar(&cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block")
 	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content in bytes")
+	fs.Int64Var(&cfg.MaxPendingBytes, "max-pending-bytes", node.DefaultMaxPendingBytes, "leader: bound of the pending queue in bytes; beyond it submissions get 503")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err = parse(fs, args); err != nil {

@@ -22,7 +22,7 @@ func benchLeader(b *testing.B) http.Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = st.Close() })
-	pool, err := mempool.Open(st, 64<<10, func() uint64 { return 1 })
+	pool, err := mempool.Open(st, mempool.Options{MaxContent: 64 << 10, Now: func() uint64 { return 1 }})
 	if err != nil {
 		b.Fatal(err)
 	}

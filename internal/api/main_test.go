@@ -171,7 +171,7 @@ func newNode(t *testing.T, configure ...func(*api.Config)) *node {
 	if err := st.SetProducer(chain.PublicKey(producerKey.Public().(ed25519.PublicKey))); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := mempool.Open(st, maxContent, func() uint64 { return n.now.Add(1) })
+	pool, err := mempool.Open(st, mempool.Options{MaxContent: maxContent, Now: func() uint64 { return n.now.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -224,6 +225,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, mempool.ErrInvalid):
 		return http.StatusBadRequest
+	case errors.Is(err, mempool.ErrFull):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -527,8 +530,11 @@ func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 			id := m.ID()
 			body.ID = &id
 		}
-		if code >= 500 {
+		switch code {
+		case http.StatusInternalServerError:
 			s.cfg.Log.Error("submit failed", "err", err)
+		case http.StatusServiceUnavailable: // the queue is full: a block will make room
+			w.Header().Set("Retry-After", "1")
 		}
 		writeJSON(w, code, body)
 		return
@@ -626,12 +632,11 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.bodyLimit(MaxBatch)))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+	body, ok := s.readRaw(w, r, MaxBatch)
+	if !ok {
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, bytes.NewReader(body))
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -643,8 +648,10 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		w.Header().Set("Content-Type", ct)
+	for _, h := range []string{"Content-Type", "Retry-After"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/mempool"
 	"github.com/kimura-ledger/kimura/internal/store"
 )
 
@@ -640,4 +641,36 @@ func TestPeerForwardsSubmissions(t *testing.T) {
 	none := httptest.NewServer(api.NewServer(api.Config{Chain: leader.chain, MaxContent: maxContent}))
 	t.Cleanup(none.Close)
 	wantError(t, doURL(t, none.Client(), http.MethodPost, none.URL+"/message", submission(sign(4, "d"))), http.StatusServiceUnavailable, false)
+}
+
+// A leader whose pending queue is full answers 503 with a JSON reason and
+// Retry-After, and a batch marks each message it could not take with 503.
+func TestSubmitToFullQueue(t *testing.T) {
+	n := newNode(t, func(c *api.Config) {
+		st, err := store.Open(t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		room := int64(maxContent + mempool.MessageOverhead) // one message
+		pool, err := mempool.Open(st, mempool.Options{MaxContent: maxContent, MaxBytes: room, Now: func() uint64 { return 1 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Submitter = pool
+	})
+	object(t, n.do(http.MethodPost, "/message", submission(sign(1, "fits"))), http.StatusAccepted)
+	r := n.do(http.MethodPost, "/message", submission(sign(2, "no room")))
+	e := wantError(t, r, http.StatusServiceUnavailable, false)
+	if !strings.Contains(field[string](t, e, "error"), "full") {
+		t.Errorf("reason %v does not say the queue is full", e)
+	}
+	if got := r.header.Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After %q, want 1", got)
+	}
+	body := `{"messages": [` + submission(sign(3, "no room either")) + `]}`
+	res := field[[]map[string]json.RawMessage](t, object(t, n.do(http.MethodPost, "/messages", body), http.StatusOK), "results")
+	if len(res) != 1 || field[int](t, res[0], "code") != http.StatusServiceUnavailable {
+		t.Fatalf("batch to a full queue: %v, want one result with code 503", res)
+	}
 }

@@ -25,7 +25,31 @@ var (
 	ErrTooLarge = errors.New("content too large")
 	// ErrInvalid: bad signature or content that is not UTF-8.
 	ErrInvalid = errors.New("invalid message")
+	// ErrFull: the queue holds Options.MaxBytes already; the message may be
+	// submitted again once blocks have taken some.
+	ErrFull = errors.New("pending queue full")
 )
+
+// MessageOverhead is what a pending message costs the pool in memory beyond
+// its content (its fixed fields, its index entries), for Options.MaxBytes.
+const MessageOverhead = 256
+
+// cost is what m counts against Options.MaxBytes.
+func cost(m *chain.Message) int64 { return int64(len(m.Content)) + MessageOverhead }
+
+// Options are the pool's limits and clock.
+type Options struct {
+	// MaxContent is the content limit in bytes.
+	MaxContent int
+	// MaxBytes bounds the queue: content plus MessageOverhead per message,
+	// counting messages being written. A submission that would pass it is
+	// refused with ErrFull. Zero means no bound. A queue loaded at Open may
+	// start above it (the bound was lowered); it then takes nothing new
+	// until blocks have drained it below.
+	MaxBytes int64
+	// Now returns the time in Unix milliseconds, used to stamp messages.
+	Now func() uint64
+}
 
 // maxCombine is about the most messages one combined write takes.
 const maxCombine = 4096
@@ -45,9 +69,8 @@ type Store interface {
 // Pool is the pending queue. Its methods are safe for concurrent use; Peek
 // and Remove are meant for one sealer at a time.
 type Pool struct {
-	store      Store
-	maxContent int
-	now        func() uint64
+	store Store
+	opt   Options
 
 	slots   chan struct{} // combining slots: how many batches are in flight at once
 	waitMu  sync.Mutex
@@ -58,17 +81,17 @@ type Pool struct {
 	ids     map[chain.Hash]*store.Pending // pending or being written; nil value while being written
 	queue   []*store.Pending              // durable, in acknowledgement order; queue[head:] is live
 	head    int
+	bytes   int64 // cost of the messages in ids
 }
 
-// Open loads the durable queue from st. maxContent is the content limit in
-// bytes; now returns the time in Unix milliseconds, used to stamp messages.
-func Open(st Store, maxContent int, now func() uint64) (*Pool, error) {
+// Open loads the durable queue from st.
+func Open(st Store, o Options) (*Pool, error) {
 	ps, err := st.LoadPending()
 	if err != nil {
 		return nil, fmt.Errorf("mempool: load: %w", err)
 	}
 	p := &Pool{
-		store: st, maxContent: maxContent, now: now,
+		store: st, opt: o,
 		slots: make(chan struct{}, combiners()),
 		ids:   make(map[chain.Hash]*store.Pending, len(ps)),
 	}
@@ -77,12 +100,14 @@ func Open(st Store, maxContent int, now func() uint64) (*Pool, error) {
 		p.ids[e.Message.ID()] = e
 		p.queue = append(p.queue, e)
 		p.nextSeq = e.Seq + 1
+		p.bytes += cost(&e.Message)
 	}
 	return p, nil
 }
 
 // Submit judges each message on its own: content limit, UTF-8 and signature,
-// then uniqueness of (sender, nonce) among pending and confirmed messages.
+// then uniqueness of (sender, nonce) among pending and confirmed messages,
+// then room in the queue.
 // The accepted ones are stamped and written in one synced batch; Submit
 // returns once they are durable. errs[i] is nil for an accepted msgs[i].
 //
@@ -158,8 +183,8 @@ func (p *Pool) process(batch []*request) {
 	toVerify := make([]chain.Message, 0, n)
 	at := make([]int, 0, n)
 	for i := range all {
-		if len(all[i].Content) > p.maxContent {
-			errs[i] = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(all[i].Content), p.maxContent)
+		if len(all[i].Content) > p.opt.MaxContent {
+			errs[i] = fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(all[i].Content), p.opt.MaxContent)
 			continue
 		}
 		toVerify = append(toVerify, all[i])
@@ -207,12 +232,13 @@ func (p *Pool) process(batch []*request) {
 }
 
 // reserve claims the IDs of the messages still without error, stamps them and
-// gives them sequence numbers; a duplicate (also within msgs) gets ErrDuplicate.
+// gives them sequence numbers; a duplicate (also within msgs) gets
+// ErrDuplicate, and a message the queue has no room for ErrFull.
 func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 	batch := make([]store.Pending, 0, len(msgs))
 	from := make([]int, 0, len(msgs)) // from[j]: the index in msgs of batch[j]
 	ids := make([]chain.Hash, 0, len(msgs))
-	now := p.now()
+	now := p.opt.Now()
 	p.mu.Lock()
 	for i := range msgs {
 		if errs[i] != nil {
@@ -223,6 +249,12 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 			errs[i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, id)
 			continue
 		}
+		c := cost(&msgs[i])
+		if p.opt.MaxBytes > 0 && p.bytes+c > p.opt.MaxBytes {
+			errs[i] = fmt.Errorf("%w: it holds %d of %d bytes; retry once a block has been sealed", ErrFull, p.bytes, p.opt.MaxBytes)
+			continue
+		}
+		p.bytes += c
 		p.ids[id] = nil
 		m := msgs[i]
 		m.Timestamp = now
@@ -257,6 +289,7 @@ func (p *Pool) release(batch []store.Pending) {
 	p.mu.Lock()
 	for i := range batch {
 		delete(p.ids, batch[i].Message.ID())
+		p.bytes -= cost(&batch[i].Message)
 	}
 	p.mu.Unlock()
 }
@@ -300,6 +333,7 @@ func (p *Pool) Remove(n int) {
 	defer p.mu.Unlock()
 	for _, e := range p.queue[p.head : p.head+n] {
 		delete(p.ids, e.Message.ID())
+		p.bytes -= cost(&e.Message)
 	}
 	clear(p.queue[p.head : p.head+n])
 	p.head += n

@@ -46,16 +46,23 @@ func (c *clock) now() uint64 { return c.ms.Add(1) }
 
 // env is a pool over a real store in a temporary directory.
 type env struct {
-	t     *testing.T
-	dir   string
-	st    *store.Store
-	pool  *mempool.Pool
-	clock *clock
+	t        *testing.T
+	dir      string
+	st       *store.Store
+	pool     *mempool.Pool
+	clock    *clock
+	maxBytes int64 // the pool's Options.MaxBytes
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clock: newClock()}
+	return newEnvBounded(t, 0)
+}
+
+// newEnvBounded is newEnv with a pool bounded to maxBytes.
+func newEnvBounded(t *testing.T, maxBytes int64) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), clock: newClock(), maxBytes: maxBytes}
 	e.open()
 	t.Cleanup(func() {
 		if e.st != nil {
@@ -71,7 +78,7 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pool, err := mempool.Open(st, maxContent, e.clock.now)
+	pool, err := mempool.Open(st, mempool.Options{MaxContent: maxContent, MaxBytes: e.maxBytes, Now: e.clock.now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -468,7 +475,7 @@ func (g *gatedStore) AddPending(ps []store.Pending) error {
 func TestGetReturnsOnlyDurable(t *testing.T) {
 	e := newEnv(t)
 	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error)}
-	pool, err := mempool.Open(g, maxContent, e.clock.now)
+	pool, err := mempool.Open(g, mempool.Options{MaxContent: maxContent, Now: e.clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,6 +614,47 @@ func TestConcurrentSubmitDistinct(t *testing.T) {
 	}
 	if len(peeked) != 3*callers {
 		t.Fatalf("Peek returned %d distinct, want %d", len(peeked), 3*callers)
+	}
+}
+
+// The queue takes messages up to Options.MaxBytes (content plus
+// MessageOverhead each), refuses the rest with ErrFull and writes nothing for
+// them, stays full across a restart, and takes messages again once a block
+// has made room.
+func TestFullQueueRefusesUntilSealed(t *testing.T) {
+	const content = "0123456789"
+	e := newEnvBounded(t, 3*int64(len(content)+mempool.MessageOverhead))
+	e.submitOK(sign(1, content), sign(2, content))
+	// A batch that crosses the bound: what fits is taken, in order.
+	third, fourth := sign(3, content), sign(4, content)
+	accepted, errs := e.pool.Submit([]chain.Message{third, fourth, sign(5, "")})
+	if len(accepted) != 1 || accepted[0].ID() != third.ID() || errs[0] != nil {
+		t.Fatalf("batch crossing the bound: accepted %d, errors %v", len(accepted), errs)
+	}
+	for _, err := range errs[1:] {
+		if !errors.Is(err, mempool.ErrFull) {
+			t.Fatalf("over the bound: %v, want ErrFull", err)
+		}
+	}
+	if _, ok := e.pool.Get(fourth.ID()); ok {
+		t.Fatal("a refused message is pending")
+	}
+	if ps, err := e.st.LoadPending(); err != nil || len(ps) != 3 {
+		t.Fatalf("durable queue: %d messages, %v; want 3", len(ps), err)
+	}
+
+	e.reopen()
+	if err := e.submitErr(sign(4, content)); !errors.Is(err, mempool.ErrFull) {
+		t.Fatalf("after a restart with a full queue: %v, want ErrFull", err)
+	}
+	e.seal(1)
+	e.submitOK(sign(4, content))
+	if err := e.submitErr(sign(5, "")); !errors.Is(err, mempool.ErrFull) {
+		t.Fatalf("full again: %v, want ErrFull", err)
+	}
+	// A refusal for a reason of its own says so, not ErrFull.
+	if err := e.submitErr(sign(2, content)); !errors.Is(err, mempool.ErrDuplicate) {
+		t.Fatalf("a pending duplicate in a full queue: %v, want ErrDuplicate", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kimura-ledger/kimura/internal/mempool"
 	"github.com/kimura-ledger/kimura/internal/p2p"
 )
 
@@ -22,6 +23,10 @@ const (
 	TestModeBlockInterval   = 100 * time.Millisecond
 	DefaultMaxBlockMessages = 10000
 	DefaultMaxMessageBytes  = 64 << 10
+	// DefaultMaxPendingBytes bounds the leader's pending queue in memory
+	// (content plus mempool.MessageOverhead a message): about 3.3 million
+	// 100-byte messages, or 16,000 of 64 KiB.
+	DefaultMaxPendingBytes = 1 << 30
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout = 5 * time.Second
 )
@@ -38,6 +43,7 @@ type Config struct {
 	BlockInterval    time.Duration
 	MaxBlockMessages int
 	MaxMessageBytes  int
+	MaxPendingBytes  int64 // leader: the pending queue's bound
 	Log              *slog.Logger
 }
 
@@ -70,6 +76,9 @@ func (c *Config) Validate() error {
 	if c.Leader {
 		if c.LeaderRPC != "" || c.LeaderAddr != "" {
 			return bad("--leader-rpc and --leader-addr are for peers")
+		}
+		if room := int64(c.MaxMessageBytes) + mempool.MessageOverhead; c.MaxPendingBytes < room {
+			return bad("--max-pending-bytes must leave room for one message: at least %d with --max-message-bytes %d", room, c.MaxMessageBytes)
 		}
 	} else {
 		if c.LeaderRPC == "" {

@@ -41,7 +41,7 @@ func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, e
 			return nil, err
 		}
 	}
-	pool, err := mempool.Open(st, cfg.MaxMessageBytes, nowMillis)
+	pool, err := mempool.Open(st, mempool.Options{MaxContent: cfg.MaxMessageBytes, MaxBytes: cfg.MaxPendingBytes, Now: nowMillis})
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,7 @@ func newFixture(t *testing.T, leaderURL string) *fixture {
 	cfg := &Config{
 		DBPath: t.TempDir(), RPCAddr: "127.0.0.1:0", ListenAddr: "/ip4/127.0.0.1/tcp/0", LeaderRPC: leaderURL,
 		BlockInterval: DefaultBlockInterval, MaxBlockMessages: DefaultMaxBlockMessages, MaxMessageBytes: DefaultMaxMessageBytes,
+		MaxPendingBytes: DefaultMaxPendingBytes,
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
