@@ -53,16 +53,16 @@ var ErrConfig = errors.New("invalid configuration")
 // Validate checks c. Zero values are not defaults: the flags carry those.
 func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
 	}
 	if c.DBPath == "" {
 		return bad("--db-path is empty")
 	}
 	if err := checkHostPort(c.RPCAddr); err != nil {
-		return bad("--rpc-addr: %v", err)
+		return bad("--rpc-addr: %w", err)
 	}
 	if err := p2p.CheckListenAddr(c.ListenAddr); err != nil {
-		return bad("--listen-addr: %v", err)
+		return bad("--listen-addr: %w", err)
 	}
 	if c.BlockInterval < time.Millisecond {
 		return bad("--block-interval %s is below 1ms", c.BlockInterval)
@@ -90,7 +90,7 @@ func (c *Config) Validate() error {
 		}
 		if c.LeaderAddr != "" {
 			if _, err := p2p.CheckPeerAddr(c.LeaderAddr); err != nil {
-				return bad("--leader-addr: %v", err)
+				return bad("--leader-addr: %w", err)
 			}
 		}
 	}
