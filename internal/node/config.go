@@ -50,7 +50,8 @@ type Config struct {
 // ErrConfig wraps every configuration problem.
 var ErrConfig = errors.New("invalid configuration")
 
-// Validate checks c. Zero values are not defaults: the flags carry those.
+// Validate checks c. Zero limits, intervals and addresses are not defaults
+// (the flags carry those); only a nil Log becomes a discarding one.
 func (c *Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
