@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
@@ -139,8 +138,12 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 	if info.GenesisHash != chain.GenesisHash {
 		return info, chain.PublicKey{}, fmt.Errorf("%w: its genesis is %s, ours %s", ErrWrongLeader, info.GenesisHash, chain.GenesisHash)
 	}
-	if p.cfg.LeaderAddr != "" && !strings.HasSuffix(p.cfg.LeaderAddr, "/p2p/"+info.PeerID) {
-		return info, chain.PublicKey{}, fmt.Errorf("%w: it reports peer ID %s, --leader-addr names %s", ErrWrongLeader, info.PeerID, p.cfg.LeaderAddr)
+	if p.cfg.LeaderAddr != "" {
+		// Config.Validate parsed it; the ID is compared as libp2p reads it,
+		// whatever encoding the flag spelled it in.
+		if id, err := p2p.CheckPeerAddr(p.cfg.LeaderAddr); err != nil || id != info.PeerID {
+			return info, chain.PublicKey{}, fmt.Errorf("%w: it reports peer ID %s, --leader-addr names %s", ErrWrongLeader, info.PeerID, p.cfg.LeaderAddr)
+		}
 	}
 	pub, err := p2p.PublicKeyFromPeerID(info.PeerID)
 	if err != nil {
@@ -172,7 +175,7 @@ func (p *peer) connect(ctx context.Context, host *p2p.Host, info api.Health) err
 	}
 	var errs []error
 	for _, a := range addrs {
-		if !strings.HasSuffix(a, "/p2p/"+info.PeerID) {
+		if id, err := p2p.CheckPeerAddr(a); err != nil || id != info.PeerID {
 			continue
 		}
 		err := host.Connect(ctx, a)
