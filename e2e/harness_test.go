@@ -70,8 +70,12 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
+// raceBuild: KIMURA_E2E_RACE is set, so the node is built with the race
+// detector and runs several times slower.
+var raceBuild = os.Getenv("KIMURA_E2E_RACE") != ""
+
 // buildNode builds ./cmd/kimura-node of this module into out, with the race
-// detector when KIMURA_E2E_RACE is set.
+// detector when raceBuild.
 func buildNode(out string) error {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -84,7 +88,7 @@ func buildNode(out string) error {
 	// Without a symbol table and DWARF the link takes half the time; panics
 	// and race reports still name functions and lines.
 	args := []string{"build", "-ldflags=-s -w", "-o", out}
-	if os.Getenv("KIMURA_E2E_RACE") != "" {
+	if raceBuild {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/kimura-node")
