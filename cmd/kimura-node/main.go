@@ -87,14 +87,20 @@ func exitCode(stderr io.Writer, prog string, err error) int {
 		fmt.Fprintf(stderr, "%s: see README.md for usage\n", prog)
 		return exitUsage
 	case errors.As(err, &ue), errors.Is(err, node.ErrConfig):
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err))
 		return exitUsage
 	case errors.As(err, &ce):
-		fmt.Fprintf(stderr, "%s: integrity check failed: %v\n", prog, ce)
+		fmt.Fprintf(stderr, "%s: integrity check failed: %s\n", prog, oneLine(ce))
 		return exitCorrupt
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+	fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err))
 	return exitFatal
+}
+
+// oneLine is err's text on one line: some errors (Pebble's, a server's
+// answer) span several.
+func oneLine(err error) string {
+	return strings.Join(strings.FieldsFunc(err.Error(), func(r rune) bool { return r == '\n' || r == '\r' }), " ")
 }
 
 func runNode(args []string, stderr io.Writer) int {

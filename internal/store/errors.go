@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrNotFound is returned when a block or message is not in the store.
@@ -16,12 +17,23 @@ var ErrLocked = errors.New("store: data directory is in use by another process")
 type CorruptionError struct {
 	Height uint64
 	Reason string
+	// Unplaced: the damage is in the database's own bookkeeping (its
+	// manifest or log), found before any block could be read, so there is
+	// no height to name and Height means nothing.
+	Unplaced bool
 }
 
 func (e *CorruptionError) Error() string {
+	if e.Unplaced {
+		return "chain corrupt: " + e.Reason
+	}
 	return fmt.Sprintf("chain corrupt at height %d: %s", e.Height, e.Reason)
 }
 
+// corrupt makes a CorruptionError whose reason is the first line of the
+// formatted text: Pebble's corruption errors carry a second line
+// ("<corruption detail carrier>") that says nothing to an operator.
 func corrupt(height uint64, format string, args ...any) *CorruptionError {
-	return &CorruptionError{Height: height, Reason: fmt.Sprintf(format, args...)}
+	reason, _, _ := strings.Cut(fmt.Sprintf(format, args...), "\n")
+	return &CorruptionError{Height: height, Reason: reason}
 }

@@ -5,16 +5,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
 )
@@ -30,6 +34,7 @@ type Tip struct {
 // commits are serialised so that the chain only ever grows by whole blocks.
 type Store struct {
 	db       *pebble.DB
+	fsCloser io.Closer // the disk-health checker of db's files
 	lock     *os.File
 	log      *slog.Logger
 	readOnly bool
@@ -77,12 +82,24 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(dir, pebbleOptions(log, readOnly))
+	// The disk-health checker is the store's own, not one Pebble makes for
+	// itself: Pebble closes its own only in DB.Close, so a failed Open
+	// would leave its goroutine behind.
+	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(i vfs.DiskSlowInfo) {
+		log.Warn("store: disk operation slow", "path", i.Path, "op", i.OpType.String(), "took", i.Duration.Round(time.Millisecond))
+	})
+	db, err := pebble.Open(dir, pebbleOptions(log, fs, readOnly))
 	if err != nil {
+		_ = fsCloser.Close()
 		_ = lock.Close()
+		if pebble.IsCorruptionError(err) {
+			ce := corrupt(0, "the database in %s does not open: %v", dir, err)
+			ce.Unplaced = true
+			return nil, ce
+		}
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
-	s := &Store{db: db, lock: lock, log: log, readOnly: readOnly}
+	s := &Store{db: db, fsCloser: fsCloser, lock: lock, log: log, readOnly: readOnly}
 	if readOnly {
 		err = s.loadTip()
 	} else {
@@ -134,6 +151,9 @@ func (s *Store) init() error {
 			return fmt.Errorf("store: write genesis: %w", err)
 		}
 		s.tip.Store(&Tip{Height: 0, Hash: chain.GenesisHash, Header: g.Header})
+		return nil
+	} else if pebble.IsCorruptionError(err) {
+		s.tip.Store(&Tip{}) // damaged metadata: VerifyChain reports it
 		return nil
 	} else if err != nil {
 		return err
@@ -207,11 +227,20 @@ func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
 //     index and filter blocks from the files (about a fifth of the leader's
 //     CPU under load). Peak RSS stays under 150 MB after a million messages
 //     (16 MiB memtables would take it to the limit).
-func pebbleOptions(log *slog.Logger, readOnly bool) *pebble.Options {
+//
+// A damaged file found by Pebble's own checksums is logged and the read that
+// found it fails (Pebble's default exits the process): at startup the
+// integrity check names the height, and a node that is serving answers
+// that read with an error and goes on.
+func pebbleOptions(log *slog.Logger, fs vfs.FS, readOnly bool) *pebble.Options {
 	o := &pebble.Options{
-		Logger: pebbleLogger{log}, ReadOnly: readOnly,
+		FS: fs, Logger: pebbleLogger{log}, ReadOnly: readOnly,
 		MemTableSize: 12 << 20, CacheSize: 32 << 20,
 		L0CompactionThreshold: 8, L0StopWritesThreshold: 32,
+		EventListener: &pebble.EventListener{DataCorruption: func(i pebble.DataCorruptionInfo) {
+			reason, _, _ := strings.Cut(i.Details.Error(), "\n")
+			log.Error("pebble: on-disk corruption", "path", i.Path, "err", reason)
+		}},
 	}
 	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10) // later levels inherit it
 	return o
@@ -226,17 +255,12 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) close() error {
-	var err error
 	if !s.readOnly {
 		if ferr := s.db.Flush(); ferr != nil {
 			s.log.Warn("store: flush before close", "err", ferr)
 		}
 	}
-	err = s.db.Close()
-	if lerr := s.lock.Close(); err == nil && lerr != nil {
-		err = lerr
-	}
-	if err != nil {
+	if err := errors.Join(s.db.Close(), s.fsCloser.Close(), s.lock.Close()); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil

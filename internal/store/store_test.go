@@ -2,8 +2,10 @@ package store
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -116,5 +118,40 @@ func TestPutMessage(t *testing.T) {
 	got, err := s.Message(m.ID())
 	if err != nil || got != c {
 		t.Fatalf("Message = %+v, %v; want %+v", got, err, c)
+	}
+}
+
+// TestOpenDamagedManifest: damage that stops Pebble from opening the
+// database at all (here in the first record of its manifest) is a
+// corruption without a height, not an ordinary failure; for reads and for
+// writes alike.
+func TestOpenDamagedManifest(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	buildChain(t, s, 2, 2, 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	if len(manifests) != 1 {
+		t.Fatalf("manifests %v, want one", manifests)
+	}
+	data, err := os.ReadFile(manifests[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[14] ^= 0x01
+	if err := os.WriteFile(manifests[0], data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, open := range map[string]func(string, *slog.Logger) (*Store, error){"Open": Open, "OpenExisting": OpenExisting} {
+		s, err := open(dir, nil)
+		if err == nil {
+			_ = s.Close()
+		}
+		ce, ok := IsCorruption(err)
+		if !ok || !ce.Unplaced || !strings.HasPrefix(ce.Error(), "chain corrupt: ") {
+			t.Errorf("%s of a damaged manifest = %v; want an unplaced *CorruptionError", name, err)
+		}
 	}
 }

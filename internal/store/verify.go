@@ -145,6 +145,7 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 		}
 		key := it.Key()
 		if len(key) != len(blockPrefix)+8 {
+			st.submit(c)
 			return corrupt(next, "malformed block key %x", key), nil
 		}
 		if h := binary.BigEndian.Uint64(key[len(blockPrefix):]); h != next {
@@ -155,6 +156,12 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 		next++
 	}
 	if err := it.Error(); err != nil {
+		if pebble.IsCorruptionError(err) {
+			// The damaged part of the file holds block next, or one
+			// after it: next is the first that cannot be read.
+			st.submit(c)
+			return corrupt(next, "block unreadable: %v", err), nil
+		}
 		return nil, fmt.Errorf("store: scan blocks: %w", err)
 	}
 	st.submit(c)
