@@ -510,7 +510,7 @@ func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submiss
 
 func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Submitter == nil {
-		s.forwardToLeader(w, r)
+		s.forwardToLeader(w, r, 1)
 		return
 	}
 	sub, ok := s.readSubmission(w, r)
@@ -543,14 +543,14 @@ func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Submitter == nil {
-		s.forwardToLeader(w, r)
-		return
-	}
 	select {
 	case s.batches <- struct{}{}:
 		defer func() { <-s.batches }()
 	case <-r.Context().Done():
+		return
+	}
+	if s.cfg.Submitter == nil {
+		s.forwardToLeader(w, r, MaxBatch)
 		return
 	}
 	var req struct {
@@ -625,14 +625,15 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}{results})
 }
 
-// forwardToLeader passes a submission to the leader as it is and returns the
-// leader's status and body; 503 when the leader cannot be reached.
-func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request) {
+// forwardToLeader passes a submission of at most n messages to the leader as
+// it is and returns the leader's status and body; 503 when the leader cannot
+// be reached. The body is held under the same limit as on the leader.
+func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, n int) {
 	if s.cfg.LeaderURL == "" {
 		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
 		return
 	}
-	body, ok := s.readRaw(w, r, MaxBatch)
+	body, ok := s.readRaw(w, r, n)
 	if !ok {
 		return
 	}

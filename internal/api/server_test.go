@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -629,6 +630,22 @@ func TestPeerForwardsSubmissions(t *testing.T) {
 	r := object(t, doURL(t, c, http.MethodPost, peer.URL+"/messages", `{"messages":[`+submission(sign(2, "b"))+`]}`), http.StatusOK)
 	if len(field[[]json.RawMessage](t, r, "results")) != 1 || leader.pool.Len() != 2 {
 		t.Fatalf("forwarded batch: %v, %d pending", r, leader.pool.Len())
+	}
+	// A body too big for one message is refused by the peer itself, under
+	// the limit the leader applies to one, not the limit of a batch: the
+	// leader never sees it.
+	var reached atomic.Int32
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		leader.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counted.Close)
+	strict := httptest.NewServer(api.NewServer(api.Config{Chain: leader.chain, LeaderURL: counted.URL, MaxContent: maxContent}))
+	t.Cleanup(strict.Close)
+	big := `{"content":"` + strings.Repeat("x", maxContent*6+4096) + `"}`
+	wantError(t, doURL(t, strict.Client(), http.MethodPost, strict.URL+"/message", big), http.StatusRequestEntityTooLarge, false)
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("an oversized single submission was forwarded (%d requests reached the leader)", n)
 	}
 
 	gone := httptest.NewServer(http.NotFoundHandler())
