@@ -535,6 +535,31 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 	waitLogFrom(t, peer, off, "Received block by gossip", syncTimeout)
 }
 
+// TestPeerRegainsGossipAfterFastLeaderRestart: a leader killed and back
+// within one of the peer's polls listens for p2p on a new port (the default
+// --listen-addr picks one at start). The peer, which may never have seen
+// the leader gone, notices the lost link, asks the leader where it listens
+// now and takes blocks by gossip again, not only by polling.
+func TestPeerRegainsGossipAfterFastLeaderRestart(t *testing.T) {
+	t.Parallel()
+	ldb := t.TempDir()
+	leader := startNode(t, "--leader", "--test-mode", "--db-path", ldb)
+	peer := startPeer(t, leader, "--log-level", "debug")
+	peer.WaitLog("Received block by gossip", syncTimeout)
+	before := leader.Health().P2PAddrs
+
+	leader.Kill()
+	off := len(peer.Logs())
+	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", strings.TrimPrefix(leader.URL(), "http://"))
+	if after := leader2.Health().P2PAddrs; slices.Equal(after, before) {
+		t.Fatalf("the restarted leader listens on %v again: the test needs a new port", after)
+	}
+	waitLogFrom(t, peer, off, "Received block by gossip", rejoinTimeout)
+	target := leader2.WaitHeight(heightOf(t, leader2)+1, syncTimeout)
+	peer.WaitHeight(target, syncTimeout)
+	checkChain(t, sameBlocks(t, leader2, peer, 0, target))
+}
+
 // TestPeerBlockWithMessagesOnDemand: GET /block/{h}?messages=true on a peer
 // gives every message of the block in block order with a proof against the
 // peer's block; the peer keeps them and serves them after the leader is

@@ -88,6 +88,9 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 	if err != nil {
 		return false, err
 	}
+	if err := host.AcceptFrom(info.PeerID); err != nil {
+		return false, err
+	}
 	if err := p.connect(ctx, host, info); err != nil {
 		// Gossip is the fast path only: polling and catch-up still work.
 		p.cfg.Log.Warn("cannot connect to the leader over p2p; following by polling", "err", err)
@@ -119,6 +122,13 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 				}
 			}
 			if !host.Connected(info.PeerID) {
+				// A leader restarted within a poll may listen elsewhere
+				// now (the default p2p port is chosen at start): ask it
+				// again, with the checks of first contact. Its peer ID is
+				// pinned with its key, so AcceptFrom still holds.
+				if info, producer, err = p.contact(ctx); err != nil {
+					return true, err
+				}
 				if err := p.connect(ctx, host, info); err != nil {
 					p.cfg.Log.Debug("p2p reconnect failed", "err", err)
 				}

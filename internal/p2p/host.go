@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -177,6 +178,10 @@ type Host struct {
 	log     *slog.Logger
 	maxData int
 
+	// source is the one peer whose messages the topic takes (AcceptFrom);
+	// nil until set, when only this host's own are taken.
+	source atomic.Pointer[peer.ID]
+
 	blocks  chan Received
 	cancel  context.CancelFunc // stops pubsub and the forwarding goroutine
 	fwdDone chan struct{}      // closed when the forwarding goroutine is gone
@@ -266,11 +271,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	ps, err := pubsub.NewGossipSub(psCtx, lh,
 		pubsub.WithMaxMessageSize(maxSize),
 		pubsub.WithPeerOutboundQueueSize(queueSize),
-		// Unsigned messages on a topic without validators skip pubsub's
-		// validation queue: its event loop delivers them as they arrive, in
-		// each connection's order. Were a signature or a validator ever
-		// added, one worker would keep that order (several would let a small
-		// block overtake a big one), and the queue would absorb bursts.
+		// The topic's validator (see validate) sends every received
+		// message through pubsub's validation queue. One worker keeps each
+		// connection's order (several would let a small block overtake a big
+		// one), and the queue absorbs bursts.
 		pubsub.WithValidateQueueSize(queueSize),
 		pubsub.WithValidateWorkers(1),
 		// No author, sequence number or pubsub signature: a block is signed
@@ -304,6 +308,11 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return fail(fmt.Errorf("p2p: start gossipsub: %w", err))
 	}
+	// Inline: the check is a comparison, cheaper than a hand-off to a
+	// worker, and it runs before pubsub keeps or relays the message.
+	if err := ps.RegisterTopicValidator(Topic, h.validate, pubsub.WithValidatorInline(true)); err != nil {
+		return fail(fmt.Errorf("p2p: validator for topic %s: %w", Topic, err))
+	}
 	h.topic, err = ps.Join(Topic)
 	if err != nil {
 		return fail(fmt.Errorf("p2p: join topic %s: %w", Topic, err))
@@ -315,6 +324,33 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	go h.forward(psCtx)
 	logger.Info("p2p host started", "peer_id", lh.ID().String(), "addrs", h.Addrs())
 	return h, nil
+}
+
+// validate takes a message on the topic only from this host itself or from
+// the peer given to AcceptFrom, judged by the connection it came through.
+// Anything else is ignored before pubsub buffers, delivers or relays it: a
+// stranger who connects cannot fill this node's queues or reach the nodes
+// behind it through this one.
+func (h *Host) validate(_ context.Context, from peer.ID, _ *pubsub.Message) pubsub.ValidationResult {
+	if from == h.host.ID() {
+		return pubsub.ValidationAccept
+	}
+	if src := h.source.Load(); src != nil && *src == from {
+		return pubsub.ValidationAccept
+	}
+	return pubsub.ValidationIgnore
+}
+
+// AcceptFrom makes peerID the one peer whose messages on the topic this host
+// takes, in place of any before. Until it is called the host takes only its
+// own, as a leader, which follows nobody, does for good.
+func (h *Host) AcceptFrom(peerID string) error {
+	id, err := peer.Decode(peerID)
+	if err != nil {
+		return fmt.Errorf("p2p: accept from %q: %w", peerID, err)
+	}
+	h.source.Store(&id)
+	return nil
 }
 
 // contentID is the pubsub message ID: the SHA-256 of the payload.
@@ -494,6 +530,12 @@ func (h *Host) Blocks() <-chan Received {
 // logged at warn level, at most once a second, with this running total.
 func (h *Host) Drops() uint64 {
 	return h.tracer.drops.Load()
+}
+
+// Ignored counts the messages received on the topic from peers other than
+// the one given to AcceptFrom, which the host turned away unread.
+func (h *Host) Ignored() uint64 {
+	return h.tracer.ignored.Load()
 }
 
 func (h *Host) isClosed() bool {

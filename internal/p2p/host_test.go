@@ -76,11 +76,17 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // connectPair makes a dial b and waits until each sees the other subscribed,
 // after which what either publishes reaches the other.
+// connectPair connects a to b, and makes each take the other's messages.
 func connectPair(t *testing.T, a, b *p2p.Host) {
 	t.Helper()
 	ctx := testContext(t)
 	if err := a.Connect(ctx, b.Addrs()[0]); err != nil {
 		t.Fatalf("connect: %v", err)
+	}
+	for _, pair := range [][2]*p2p.Host{{a, b}, {b, a}} {
+		if err := pair[0].AcceptFrom(pair[1].PeerID()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, h := range []*p2p.Host{a, b} {
 		if err := h.WaitForTopicPeers(ctx, 1); err != nil {
@@ -258,6 +264,59 @@ func TestPublishReachesConnectedPeer(t *testing.T) {
 	}
 	if d := leader.Drops() + follower.Drops(); d != 0 {
 		t.Errorf("%d messages dropped", d)
+	}
+}
+
+// A host takes messages only from its source (AcceptFrom) and itself: what
+// a stranger connected to the leader publishes reaches neither the leader's
+// queue nor, through the leader, its followers.
+func TestGossipOnlyFromAcceptedSource(t *testing.T) {
+	leader, follower, stranger := newHost(t), newHost(t), newHost(t)
+	ctx := testContext(t)
+	for _, h := range []*p2p.Host{follower, stranger} {
+		if err := h.Connect(ctx, leader.Addrs()[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := leader.WaitForTopicPeers(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*p2p.Host{follower, stranger} {
+		if err := h.WaitForTopicPeers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := follower.AcceptFrom(leader.PeerID()); err != nil {
+		t.Fatal(err)
+	}
+	const junk = 50
+	for i := range junk {
+		if err := stranger.Publish(ctx, fmt.Appendf(nil, "junk %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The leader follows nobody: it turns every one away on receipt.
+	waitFor(t, func() bool { return leader.Ignored() == junk })
+	select {
+	case r := <-leader.Blocks():
+		t.Fatalf("leader received %q from %s", r.Data, r.From)
+	default:
+	}
+	// Relayed junk would have left the leader for the follower ahead of
+	// the leader's own block, over the same connection.
+	if err := leader.Publish(ctx, []byte("block")); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, follower, 1)[0]; string(r.Data) != "block" || r.From != leader.PeerID() {
+		t.Fatalf("follower received %q from %s first, want the leader's block", r.Data, r.From)
+	}
+	select {
+	case r := <-follower.Blocks():
+		t.Fatalf("follower received %q from %s as well", r.Data, r.From)
+	default:
+	}
+	if err := follower.AcceptFrom("not a peer ID"); err == nil {
+		t.Error("AcceptFrom took a malformed peer ID")
 	}
 }
 

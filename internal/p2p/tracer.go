@@ -16,7 +16,8 @@ import (
 type dropTracer struct {
 	log     *slog.Logger
 	drops   atomic.Uint64
-	lastLog atomic.Int64 // unix nanoseconds of the last warning
+	ignored atomic.Uint64 // messages Host.validate turned away
+	lastLog atomic.Int64  // unix nanoseconds of the last warning
 }
 
 var _ pubsub.RawTracer = (*dropTracer)(nil)
@@ -45,6 +46,9 @@ func (t *dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
 	case pubsub.RejectValidationQueueFull, pubsub.RejectValidationThrottled:
 		t.drop(1, "gossip message dropped on receipt", "reason", reason,
 			"from", msg.ReceivedFrom.String(), "bytes", len(msg.GetData()))
+	case pubsub.RejectValidationIgnored:
+		t.ignored.Add(1)
+		t.log.Debug("gossip message ignored: not from this node's source", "from", msg.ReceivedFrom.String(), "bytes", len(msg.GetData()))
 	}
 }
 
