@@ -301,6 +301,7 @@ func TestBadFlags(t *testing.T) {
 		{"max block messages zero", nodeArgs(db, "--leader", "--max-block-messages", "0")},
 		{"max block messages too many", nodeArgs(db, "--leader", "--max-block-messages", "500001")},
 		{"max message bytes zero", nodeArgs(db, "--leader", "--max-message-bytes", "0")},
+		{"max message bytes too many", nodeArgs(db, "--leader", "--max-message-bytes", "16777217")},
 		{"max pending bytes below one message", nodeArgs(db, "--leader", "--max-pending-bytes", "1000")},
 		{"rpc addr not host:port", append(nodeArgs(db, "--leader"), "--rpc-addr", "nonsense")},
 		{"rpc addr port out of range", append(nodeArgs(db, "--leader"), "--rpc-addr", "127.0.0.1:99999")},

@@ -47,24 +47,41 @@ func NewClient(base string) *Client {
 // MaxAnswer bounds the answers whose size the API bounds: a GET /blocks
 // answer holds MaxBlocksBytes of records or one block alone, which is at
 // most 64 MiB; the others are smaller. Whatever sits at the other end, it
-// cannot make the client hold more. The one exception is a block with its
-// messages, which is as large as the leader's limits let it be.
+// cannot make the client hold more. A block with its messages is as large
+// as the leader's limits let it be: BlockWithin takes a bound for it.
 const MaxAnswer = 128 << 20
 
-// readAnswer reads resp's body, refusing one over limit bytes (0: no limit).
+// readAnswer reads resp's body, refusing one over limit bytes.
 func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
-	r := io.Reader(resp.Body)
-	if limit > 0 {
-		r = io.LimitReader(r, limit+1)
-	}
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
-	if limit > 0 && int64(len(data)) > limit {
+	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("answer over %d bytes", limit)
 	}
 	return data, nil
+}
+
+// Bounds on an error answer: a node's is a short JSON object; anything else
+// (a proxy's HTML page, say) is cut down to a line of text.
+const (
+	maxErrorAnswer = 64 << 10
+	maxErrorReason = 200
+)
+
+// readError turns a non-2xx answer into an *HTTPError: the body's "error"
+// and "id", or else the start of the body on one line.
+func readError(resp *http.Response) *HTTPError {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorAnswer)) // what arrived is all there is to say
+	var eb errorBody
+	if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+		eb = errorBody{Error: strings.Join(strings.Fields(string(data)), " ")}
+		if len(eb.Error) > maxErrorReason {
+			eb.Error = strings.ToValidUTF8(eb.Error[:maxErrorReason], "") + "..."
+		}
+	}
+	return &HTTPError{Code: resp.StatusCode, Reason: eb.Error, ID: eb.ID}
 }
 
 // Base returns the node's URL.
@@ -76,7 +93,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	return c.doLimit(ctx, method, path, body, out, MaxAnswer)
 }
 
-// doLimit is do with a bound on the answer's size; 0 means none.
+// doLimit is do with a bound on the answer's size.
 func (c *Client) doLimit(ctx context.Context, method, path string, body, out any, limit int64) error {
 	var rd io.Reader
 	if body != nil {
@@ -98,16 +115,12 @@ func (c *Client) doLimit(ctx context.Context, method, path string, body, out any
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return readError(resp)
+	}
 	data, err := readAnswer(resp, limit)
 	if err != nil {
 		return fmt.Errorf("api: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var eb errorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb.Error = strings.TrimSpace(string(data))
-		}
-		return &HTTPError{Code: resp.StatusCode, Reason: eb.Error, ID: eb.ID}
 	}
 	if out == nil {
 		return nil
@@ -136,28 +149,47 @@ func (c *Client) Latest(ctx context.Context) (Block, error) {
 	return b, c.do(ctx, http.MethodGet, "/latest", nil, &b)
 }
 
-// Block calls GET /block/{height}, with the messages if asked.
+// Block calls GET /block/{height}, with the messages if asked, and refuses
+// an answer over MaxAnswer bytes.
 func (c *Client) Block(ctx context.Context, height uint64, messages bool) (Block, error) {
+	return c.BlockWithin(ctx, height, messages, MaxAnswer)
+}
+
+// BlockWithin is Block with the answer bounded by limit bytes, for a block
+// with its messages, whose size the caller knows from its own copy.
+func (c *Client) BlockWithin(ctx context.Context, height uint64, messages bool, limit int64) (Block, error) {
 	var b Block
 	path := fmt.Sprintf("/block/%d", height)
-	limit := int64(MaxAnswer)
 	if messages {
 		path += "?messages=true"
-		limit = 0
 	}
 	return b, c.doLimit(ctx, http.MethodGet, path, nil, &b, limit)
 }
 
-// Message calls GET /message/{id}.
+// Message calls GET /message/{id}; an answer about another message is an
+// error.
 func (c *Client) Message(ctx context.Context, id chain.Hash) (Message, error) {
 	var m Message
-	return m, c.do(ctx, http.MethodGet, "/message/"+id.String(), nil, &m)
+	if err := c.do(ctx, http.MethodGet, "/message/"+id.String(), nil, &m); err != nil {
+		return m, err
+	}
+	if m.ID != id {
+		return m, fmt.Errorf("api: GET /message/%s: the answer is about message %s", id, m.ID)
+	}
+	return m, nil
 }
 
-// Submit calls POST /message with a signed message.
+// Submit calls POST /message with a signed message. An answer that does not
+// acknowledge m as pending, by its own ID, is an error.
 func (c *Client) Submit(ctx context.Context, m *chain.Message) (Accepted, error) {
 	var a Accepted
-	return a, c.do(ctx, http.MethodPost, "/message", NewSubmission(m), &a)
+	if err := c.do(ctx, http.MethodPost, "/message", NewSubmission(m), &a); err != nil {
+		return a, err
+	}
+	if a.ID != m.ID() || a.Status != StatusPending {
+		return a, fmt.Errorf("api: POST /message: the answer (id %s, status %q) does not acknowledge message %s as pending", a.ID, a.Status, m.ID())
+	}
+	return a, nil
 }
 
 // SubmitBatch calls POST /messages.
@@ -188,12 +220,12 @@ func (c *Client) BlockRecords(ctx context.Context, from uint64, limit int) ([]*c
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
 	data, err := readAnswer(resp, MaxAnswer)
 	if err != nil {
 		return nil, fmt.Errorf("api: GET %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &HTTPError{Code: resp.StatusCode, Reason: strings.TrimSpace(string(data))}
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != BlockRecordsType {
 		return nil, fmt.Errorf("api: GET %s: answered %q, not block records", path, ct)

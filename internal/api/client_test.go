@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -113,13 +114,21 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 			_, _ = w.Write([]byte{0, 0, 1, 0, 1, 2}) // a record of 256 bytes, 2 given
 		case "/height":
 			_, _ = w.Write([]byte("not json"))
-		case "/latest": // an answer that never ends
+		case "/latest", "/block/1": // an answer that never ends
 			chunk := make([]byte, 1<<20)
 			for {
 				if _, err := w.Write(chunk); err != nil {
 					return
 				}
 			}
+		case "/message/" + strings.Repeat("11", 32): // about another message
+			_, _ = w.Write([]byte(`{"id":"` + strings.Repeat("00", 32) + `","status":"pending"}`))
+		case "/message": // 202, but for another message
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte(`{"id":"` + strings.Repeat("00", 32) + `","status":"pending"}`))
+		case "/messages": // a proxy's error page
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = w.Write([]byte("<html>\n<body>\n" + strings.Repeat("<p>bad gateway</p>\n", 100) + "</body>\n</html>\n"))
 		default:
 			w.WriteHeader(http.StatusBadGateway)
 			_, _ = w.Write([]byte("plain text failure"))
@@ -140,8 +149,24 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 	if _, err := c.Latest(ctx); err == nil || !strings.Contains(err.Error(), "answer over") {
 		t.Errorf("Latest of an endless answer: %v", err)
 	}
+	if _, err := c.BlockWithin(ctx, 1, true, 1<<20); err == nil || !strings.Contains(err.Error(), "answer over") {
+		t.Errorf("BlockWithin of an endless answer: %v", err)
+	}
 	var he *api.HTTPError
 	if _, err := c.Health(ctx); !errors.As(err, &he) || he.Code != http.StatusBadGateway || he.Reason != "plain text failure" {
 		t.Errorf("Health from a failing server = %v", err)
+	}
+	if _, err := c.SubmitBatch(ctx, []chain.Message{sign(1, "x")}); !errors.As(err, &he) || he.Code != http.StatusBadGateway ||
+		strings.ContainsAny(he.Reason, "\r\n") || len(he.Reason) > 210 || !strings.HasPrefix(he.Reason, "<html> <body> <p>bad gateway</p>") {
+		t.Errorf("SubmitBatch answered by an HTML page = %v; want a 502 with its start on one line", err)
+	}
+	m := sign(2, "y")
+	if _, err := c.Submit(ctx, &m); err == nil || !strings.Contains(err.Error(), "does not acknowledge") {
+		t.Errorf("Submit acknowledged with another message's ID: %v", err)
+	}
+	var asked chain.Hash
+	copy(asked[:], bytes.Repeat([]byte{0x11}, chain.HashSize))
+	if _, err := c.Message(ctx, asked); err == nil || !strings.Contains(err.Error(), "about message") {
+		t.Errorf("Message answered about another message: %v", err)
 	}
 }

@@ -71,8 +71,8 @@ func (c *Config) Validate() error {
 	if c.MaxBlockMessages < 1 || c.MaxBlockMessages > MaxBlockMessagesLimit {
 		return bad("--max-block-messages must be from 1 to %d", MaxBlockMessagesLimit)
 	}
-	if c.MaxMessageBytes < 1 {
-		return bad("--max-message-bytes must be at least 1")
+	if c.MaxMessageBytes < 1 || c.MaxMessageBytes > MaxMessageBytesLimit {
+		return bad("--max-message-bytes must be from 1 to %d", MaxMessageBytesLimit)
 	}
 	if c.Leader {
 		if c.LeaderRPC != "" || c.LeaderAddr != "" {
@@ -133,3 +133,8 @@ const gossipLimit = 64 << 20
 
 // MaxBlockMessagesLimit keeps the largest block's record under gossipLimit.
 const MaxBlockMessagesLimit = 500_000
+
+// MaxMessageBytesLimit bounds --max-message-bytes: a submission's body may
+// be six times its content (JSON escapes), and a batch a thousand of those,
+// all held in memory while judged.
+const MaxMessageBytesLimit = 16 << 20

@@ -356,7 +356,7 @@ func (c *peerChain) BlockMessages(ctx context.Context, b *chain.Block) ([]api.Me
 		conf, err := c.p.st.Message(e.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			if fetched == nil {
-				fb, ferr := c.p.leader.Block(ctx, b.Height, true)
+				fb, ferr := c.p.leader.BlockWithin(ctx, b.Height, true, c.listingBound(b))
 				if ferr != nil {
 					return nil, leaderError(ferr)
 				}
@@ -387,6 +387,15 @@ func (c *peerChain) BlockMessages(ctx context.Context, b *chain.Block) ([]api.Me
 		}
 	}
 	return out, nil
+}
+
+// listingBound is the most a leader's answer of b with its messages can
+// take: per message, content JSON-escaped at up to six bytes a byte (under
+// this node's --max-message-bytes, which should be the leader's), the other
+// fields and a proof of up to 64 hashes.
+func (c *peerChain) listingBound(b *chain.Block) int64 {
+	perMessage := 6*int64(c.p.cfg.MaxMessageBytes) + 1024 + 64*(2*chain.HashSize+4)
+	return 64<<10 + int64(len(b.Entries))*perMessage
 }
 
 // leaderError maps a failed request to the leader: its own 4xx answers
