@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
@@ -57,7 +58,11 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	if cfg.Leader {
 		st.FilterMessageIDs() // the leader judges uniqueness; the scan below fills the filter
 	}
+	keepStore := false // set when requests outlive the HTTP server's shutdown
 	defer func() {
+		if keepStore {
+			return
+		}
 		if err := st.Close(); err != nil {
 			log.Error("closing store", "err", err)
 		}
@@ -101,8 +106,9 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	if err != nil {
 		return false, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddr, err)
 	}
+	var handlers atomic.Int64 // HTTP handlers running: the store must outlive them
 	srv := &http.Server{
-		Handler:           role.handler(host),
+		Handler:           countRunning(role.handler(host), &handlers),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bodies are paced by the API itself (api.MinBodyRate); an idle
 		// keep-alive connection is closed after this.
@@ -150,7 +156,44 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	wg.Wait()
 	cancel()
 	<-roleDone
+	// Close does not wait for handlers; one still running when the store is
+	// closed would crash on it. Every acknowledged write is synced already,
+	// so leaving the store for the process's exit to release loses nothing.
+	if !drained(&handlers, handlerGrace) {
+		log.Error("requests still running after the HTTP server stopped; leaving the store open", "requests", handlers.Load())
+		keepStore = true
+	}
 	return true, runErr
+}
+
+// handlerGrace is how long a stop waits for handlers that outlived the HTTP
+// server's shutdown (their connections closed under them) to return.
+const handlerGrace = 500 * time.Millisecond
+
+// countRunning counts the requests h is serving in n.
+func countRunning(h http.Handler, n *atomic.Int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		defer n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// drained reports whether n is zero, or comes to zero within grace.
+func drained(n *atomic.Int64, grace time.Duration) bool {
+	return holdsWithin(grace, func() bool { return n.Load() == 0 })
+}
+
+// holdsWithin polls cond until it holds (true) or d has passed (false).
+func holdsWithin(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // roleRunner is what differs between a leader and a peer.
