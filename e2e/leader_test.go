@@ -440,7 +440,7 @@ func TestConfirmationVisibleWithItsBlock(t *testing.T) {
 					return
 				}
 				deadline := time.Now().Add(5 * time.Second)
-				var problem string
+				problem := fmt.Sprintf("message %s not confirmed within 5s", m.ID())
 				for time.Now().Before(deadline) {
 					got, err := c.Message(ctx, m.ID())
 					if err != nil {
@@ -451,6 +451,7 @@ func TestConfirmationVisibleWithItsBlock(t *testing.T) {
 						time.Sleep(time.Millisecond) // poll fast: the window may be short
 						continue
 					}
+					problem = ""
 					h := *got.BlockHeight
 					if _, err := c.Block(ctx, h, false); err != nil {
 						problem = fmt.Sprintf("message %s confirmed at height %d, then GET /block/%d: %v", m.ID(), h, h, err)
@@ -475,6 +476,10 @@ func TestConfirmationVisibleWithItsBlock(t *testing.T) {
 			break
 		}
 		t.Error(p)
+	}
+	// Two seconds of 100 ms blocks: each submitter sees several confirmed.
+	if checked < submitters*3 {
+		t.Errorf("only %d messages watched to confirmation", checked)
 	}
 	t.Logf("%d messages watched, %d problems", checked, len(problems))
 }

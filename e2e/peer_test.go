@@ -6,12 +6,16 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -305,6 +309,14 @@ func TestPeerRestartReplay(t *testing.T) {
 
 	stopGracefully(t, peer)
 	stoppedBelow := heightOf(t, leader) // the peer cannot have had more
+
+	// Started again with no leader to ask (nothing listens on port 1), it
+	// serves the message from what it kept.
+	offline := startNode(t, "--db-path", pdb, "--leader-rpc", "http://127.0.0.1:1")
+	if m, err := offline.Client().Message(ctx, ids[0]); err != nil || !reflect.DeepEqual(m, kept) {
+		t.Errorf("peer restarted without a leader: GET /message/%s: %+v, %v; want what it fetched before, %+v", ids[0], m, err, kept)
+	}
+	stopGracefully(t, offline)
 	leader.WaitHeight(stoppedBelow+5, syncTimeout)
 
 	peer2 := startPeer(t, leader, "--db-path", pdb)
@@ -709,27 +721,92 @@ func TestPeerRefusesOtherLeader(t *testing.T) {
 	})
 }
 
-// TestPeerLeaderAddrFlag: a peer given the leader's libp2p address with
-// --leader-addr follows the leader, by gossip too.
+// TestPeerLeaderAddrFlag: a peer given --leader-addr dials that address, not
+// the ones the leader reports, and follows the leader by gossip through it.
+// The address is a TCP relay to the leader's libp2p port, which only the flag
+// names.
 func TestPeerLeaderAddrFlag(t *testing.T) {
 	t.Parallel()
 	leader := startNode(t, "--leader", "--test-mode")
 	lh := leader.Health()
-	var addr string
+	target := ""
 	for _, a := range lh.P2PAddrs {
-		if strings.HasSuffix(a, "/p2p/"+lh.PeerID) {
-			addr = a
+		if p, ok := strings.CutPrefix(a, "/ip4/127.0.0.1/tcp/"); ok && strings.HasSuffix(p, "/p2p/"+lh.PeerID) {
+			target = "127.0.0.1:" + strings.TrimSuffix(p, "/p2p/"+lh.PeerID)
 			break
 		}
 	}
-	if addr == "" {
-		t.Fatalf("leader /health: no p2p address ending in /p2p/%s: %v", lh.PeerID, lh.P2PAddrs)
+	if target == "" {
+		t.Fatalf("leader /health: no /ip4/127.0.0.1/tcp/PORT/p2p/%s address: %v", lh.PeerID, lh.P2PAddrs)
 	}
-	peer := startPeer(t, leader, "--leader-addr", addr, "--log-level", "debug")
+	relay, dialled := tcpRelay(t, target)
+	_, port, _ := net.SplitHostPort(relay)
+	peer := startPeer(t, leader, "--leader-addr", "/ip4/127.0.0.1/tcp/"+port+"/p2p/"+lh.PeerID, "--log-level", "debug")
 	peer.WaitLog("Received block by gossip", syncTimeout)
+	if dialled.Load() == 0 {
+		t.Fatal("the peer got gossip without dialling --leader-addr")
+	}
 	tip := max(heightOf(t, leader), 3)
 	peer.WaitHeight(tip, syncTimeout)
 	checkChain(t, sameBlocks(t, leader, peer, 0, tip))
+}
+
+// tcpRelay listens on 127.0.0.1 and copies each connection to and from
+// target until the test ends. It returns its address and a count of the
+// connections it took.
+func tcpRelay(t *testing.T, target string) (string, *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		dialled atomic.Int32
+		mu      sync.Mutex
+		conns   []net.Conn
+		wg      sync.WaitGroup
+	)
+	track := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			track(in)
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = in.Close()
+				continue
+			}
+			track(out)
+			for _, pair := range [][2]net.Conn{{in, out}, {out, in}} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _ = io.Copy(pair[0], pair[1])
+					_ = pair[0].Close()
+				}()
+			}
+		}
+	}()
+	return ln.Addr().String(), &dialled
 }
 
 // TestPeerRefusesLeaderAddrOfAnotherNode: --leader-addr with a peer ID that

@@ -246,6 +246,12 @@ func TestCrashRecoveryNoDataLoss(t *testing.T) {
 				}
 			}()
 		}
+		// Should the test stop early, the submitters stop with it.
+		t.Cleanup(func() {
+			killed.Store(true)
+			cancel()
+			wg.Wait()
+		})
 		// Kill at a random moment around 300ms into the load, once there is load.
 		loadFor := time.Duration(250+rand.IntN(100)) * time.Millisecond
 		loadStart := time.Now()

@@ -158,6 +158,9 @@ func TestBlockWithMessagesListingsBounded(t *testing.T) {
 	n := newNode(t)
 	n.seal(sign(1, "a"))
 	gate := make(chan struct{})
+	// Runs before the server's own cleanup, which waits for its handlers:
+	// a failure below must not leave them waiting at the gate.
+	t.Cleanup(func() { close(gate) })
 	n.chain.mu.Lock()
 	n.chain.listingGate = gate
 	n.chain.mu.Unlock()
