@@ -10,9 +10,11 @@
 //
 // Exit codes: 0 when every scenario ran and no invariant broke (a missed
 // speed target is reported, not an error); 1 when a scenario could not run,
-// was interrupted, or an invariant broke (an acknowledged message missing
-// from the chain, a block that never reached a peer); 2 for a bad command
-// line or no kimura-node to run.
+// did no work (nothing acknowledged or committed, no block of the size it
+// times), was interrupted, or an invariant broke (an acknowledged message
+// missing from the chain or a message in it twice, a full block short of
+// --max-block-messages, a block that never reached a peer); 2 for a bad
+// command line or no kimura-node to run.
 package main
 
 import (

@@ -35,6 +35,11 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"restart", "--blocks", "0"},
 		{"all", "--duration", "1s"},
 		{"--node", filepath.Join(t.TempDir(), "missing"), "ingest"},
+		{"ingest", "--rate", "NaN"},
+		{"ingest", "--rate", "Inf"},
+		{"ingest", "--rate", "-Inf"},
+		{"propagate", "--rate", "NaN"},
+		{"propagate", "--rate", "+Inf"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {
@@ -45,6 +50,32 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		}
 		if !strings.HasPrefix(stderr.String(), "kimura-bench: ") {
 			t.Errorf("kimura-bench %q: stderr %q does not start with the program's name", args, stderr.String())
+		}
+	}
+}
+
+// Runs too large to pre-sign or to time are usage errors, whose first line
+// names the flag, not a panic in the middle of signing.
+func TestOversizedRunsAreUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"ingest", "--presign", "1000000000000"}, "--presign"},
+		{[]string{"ingest", "--duration", "2562047h"}, "--duration"},
+		{[]string{"ingest", "--duration", "10m"}, "--duration"},
+		{[]string{"ingest", "--clients", "1000000000000"}, "--clients"},
+		{[]string{"propagate", "--duration", "10h"}, "--duration"},
+		{[]string{"propagate", "--duration", "100000h"}, "--duration"},
+		{[]string{"propagate", "--max-block-messages", "1000000000000"}, "--max-block-messages"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), c.args, &stdout, &stderr); code != exitUsage {
+			t.Errorf("kimura-bench %q: exit %d, want %d", c.args, code, exitUsage)
+		}
+		first, _, _ := strings.Cut(stderr.String(), "\n")
+		if !strings.HasPrefix(first, "kimura-bench: "+c.args[0]+": "+c.flag) {
+			t.Errorf("kimura-bench %q: first line %q does not name %s", c.args, first, c.flag)
 		}
 	}
 }
@@ -72,14 +103,7 @@ type report struct {
 // against it, checking the shape of the JSON report and that no
 // acknowledged message went missing.
 func TestSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns kimura-node processes")
-	}
-	node := filepath.Join(t.TempDir(), "kimura-node")
-	build := exec.Command("go", "build", "-o", node, "github.com/kimura-ledger/kimura/cmd/kimura-node")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build kimura-node: %v\n%s", err, out)
-	}
+	node := buildNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -95,7 +119,7 @@ func TestSmoke(t *testing.T) {
 	for _, mode := range []string{"single", "batch"} {
 		for _, name := range []string{
 			"accepted_per_s", "committed_per_s", "submit_p50", "submit_p99", "inclusion_p50", "inclusion_p99",
-			"acked_missing", "leader_peak_rss", "disk_per_msg", "bare_accepted_per_s", "ratio_to_bare",
+			"acked_missing", "committed_twice", "leader_peak_rss", "disk_per_msg", "bare_accepted_per_s", "ratio_to_bare",
 		} {
 			m, ok := ingest.Metrics[mode+"."+name]
 			if !ok || len(m.Values) != 1 || m.Median == nil {
@@ -124,6 +148,51 @@ func TestSmoke(t *testing.T) {
 	if v := restart.Metrics["verified_blocks"].Values; len(v) != 1 || v[0] < 201 {
 		t.Errorf("verified_blocks %v, want at least 201 (200 and genesis)", v)
 	}
+}
+
+// A run that does no work is an error of its scenario (exit 1), not a
+// pass for want of figures: an ingest too short to send anything, and a
+// propagate load too slow to make a block of 1,000 messages.
+func TestRunWithoutWorkFails(t *testing.T) {
+	node := buildNode(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ingest", "--duration", "1ns", "--no-bare", "--mode", "single"}, "ingest single run 1 did no work: no message was acknowledged"},
+		{[]string{"propagate", "--peers", "1", "--duration", "300ms", "--rate", "100", "--small-blocks", "0", "--max-block-messages", "1000"},
+			"propagate run 1 did no work: no block held 1,000 messages or more"},
+	} {
+		args := append([]string{"--node", node, "--json", "--runs", "1"}, c.args...)
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, args, &stdout, &stderr)
+		if code != exitFail {
+			t.Errorf("kimura-bench %q: exit %d, want %d; stderr:\n%s", c.args, code, exitFail, stderr.String())
+		}
+		var rep report
+		if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+			t.Fatalf("kimura-bench %q: stdout is not one JSON object: %v\n%s", c.args, err, stdout.String())
+		}
+		if got := rep.Scenarios[c.args[0]].Error; !strings.Contains(got, c.want) {
+			t.Errorf("kimura-bench %q: error %q, want it to say %q", c.args, got, c.want)
+		}
+	}
+}
+
+// buildNode builds kimura-node for the tests that run it.
+func buildNode(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("spawns kimura-node processes")
+	}
+	node := filepath.Join(t.TempDir(), "kimura-node")
+	build := exec.Command("go", "build", "-o", node, "github.com/kimura-ledger/kimura/cmd/kimura-node")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build kimura-node: %v\n%s", err, out)
+	}
+	return node
 }
 
 // runJSON runs kimura-bench with args, wants exit 0 and returns its report.

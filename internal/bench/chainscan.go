@@ -82,7 +82,8 @@ func readBlocks(ctx context.Context, c *api.Client, from, to uint64, fn func(*ch
 
 // inclusion is where a load's messages ended up.
 type inclusion struct {
-	blockMs   []uint64 // per message from the load's From: the timestamp of the block holding it; 0 in none
+	from      int      // the first message looked for
+	blockMs   []uint64 // per message from from: the timestamp of the block holding it; 0 in none
 	lastMs    uint64   // the latest block that holds a message of the load
 	confirmed int      // the load's messages in blocks
 	foreign   int      // entries in blocks that are not the load's
@@ -92,22 +93,44 @@ type inclusion struct {
 // findMessages reads the chain up to height and locates the messages
 // [from, to) of pool.
 func findMessages(ctx context.Context, c *api.Client, pool *Pool, from, to int, height uint64) (*inclusion, error) {
-	in := &inclusion{blockMs: make([]uint64, to-from)}
-	err := readBlocks(ctx, c, 1, height, func(b *chain.Block) {
-		for _, e := range b.Entries {
-			i, ok := pool.Index(e.ID)
-			if !ok || i < from || i >= to {
-				in.foreign++
-				continue
-			}
-			if in.blockMs[i-from] != 0 {
-				in.twice++
-				continue
-			}
-			in.blockMs[i-from] = b.Timestamp
-			in.confirmed++
-			in.lastMs = max(in.lastMs, b.Timestamp)
-		}
-	})
+	in := &inclusion{from: from, blockMs: make([]uint64, to-from)}
+	err := readBlocks(ctx, c, 1, height, func(b *chain.Block) { in.add(pool, b) })
 	return in, err
+}
+
+// add records where b's entries are.
+func (in *inclusion) add(pool *Pool, b *chain.Block) {
+	for _, e := range b.Entries {
+		i, ok := pool.Index(e.ID)
+		if !ok || i < in.from || i >= in.from+len(in.blockMs) {
+			in.foreign++
+			continue
+		}
+		if in.blockMs[i-in.from] != 0 {
+			in.twice++
+			continue
+		}
+		in.blockMs[i-in.from] = b.Timestamp
+		in.confirmed++
+		in.lastMs = max(in.lastMs, b.Timestamp)
+	}
+}
+
+// has reports whether a block holds message i.
+func (in *inclusion) has(i int) bool {
+	j := i - in.from
+	return j >= 0 && j < len(in.blockMs) && in.blockMs[j] != 0
+}
+
+// ackedMissing counts the messages looked for that acked says were
+// acknowledged and that no block holds: each is a broken promise, since
+// an acknowledgement says the message is durable and will be sealed.
+func (in *inclusion) ackedMissing(acked func(i int) bool) int {
+	n := 0
+	for j := range in.blockMs {
+		if i := in.from + j; acked(i) && !in.has(i) {
+			n++
+		}
+	}
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"runtime"
 	"time"
+
+	"github.com/kimura-ledger/kimura/internal/node"
 )
 
 // IngestConfig is the ingest scenario: Clients concurrent clients submit
@@ -39,11 +41,14 @@ func (c *IngestConfig) Validate() error {
 	default:
 		return fmt.Errorf("--mode %q: want single, batch or both", c.Mode)
 	}
+	if err := checkRate(c.Rate); err != nil {
+		return err
+	}
 	switch {
-	case c.Clients < 1:
-		return errors.New("--clients must be at least 1")
-	case c.Duration <= 0:
-		return errors.New("--duration must be positive")
+	case c.Clients < 1 || c.Clients > maxClients:
+		return fmt.Errorf("--clients must be from 1 to %d", maxClients)
+	case c.Duration <= 0 || c.Duration > maxDuration:
+		return fmt.Errorf("--duration must be positive and at most %v", maxDuration)
 	case c.Batch < 2 || c.Batch > 1000:
 		return errors.New("--batch must be from 2 to 1000")
 	case c.Rate < 0:
@@ -54,10 +59,60 @@ func (c *IngestConfig) Validate() error {
 		return errors.New("--presign must not be negative")
 	case c.BlockInterval < 0:
 		return errors.New("--block-interval must not be negative")
-	case c.MaxBlockMessages < 0:
-		return errors.New("--max-block-messages must not be negative")
+	case c.MaxBlockMessages < 0 || c.MaxBlockMessages > node.MaxBlockMessagesLimit:
+		return fmt.Errorf("--max-block-messages must be from 0 to %d", node.MaxBlockMessagesLimit)
+	}
+	for _, mode := range c.modes() {
+		if err := checkPoolSize(c.firstPool(mode), c.ContentBytes); err != nil {
+			return c.poolError(mode, err)
+		}
 	}
 	return nil
+}
+
+// maxClients bounds --clients: each is a goroutine and a connection.
+const maxClients = 10_000
+
+// batch is how many messages a request of mode holds.
+func (c *IngestConfig) batch(mode string) int {
+	if mode == "batch" {
+		return c.Batch
+	}
+	return 1
+}
+
+// rateFor is the rate mode's first pool is signed for: Rate, or in a
+// closed loop a guess.
+func (c *IngestConfig) rateFor(mode string) float64 {
+	if c.Rate > 0 {
+		return c.Rate
+	}
+	return closedLoopGuess[mode]
+}
+
+// firstPool is how many messages mode's first run is signed for: Presign,
+// or enough for Duration at rateFor, in whole requests. It is a float so
+// that Validate checks it before it becomes an int.
+func (c *IngestConfig) firstPool(mode string) float64 {
+	n := float64(c.Presign)
+	if n == 0 {
+		n = math.Ceil(c.rateFor(mode) * c.Duration.Seconds() * 1.1)
+	}
+	b := float64(c.batch(mode))
+	return math.Ceil(max(n, b)/b) * b
+}
+
+// poolError says which flag asked for a pool over the cap.
+func (c *IngestConfig) poolError(mode string, err error) error {
+	if c.Presign > 0 {
+		return fmt.Errorf("--presign %d is %w", c.Presign, err)
+	}
+	guess := ""
+	if c.Rate == 0 {
+		guess = " (a closed loop's first guess)"
+	}
+	return fmt.Errorf("--duration %v at %s msgs/s%s needs %s pre-signed messages, %w: shorten --duration or set --presign",
+		c.Duration, messageCount(c.rateFor(mode)), guess, messageCount(c.firstPool(mode)), err)
 }
 
 func (c *IngestConfig) modes() []string {
@@ -117,19 +172,12 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*
 	})
 	pool := NewPool(cfg.ContentBytes, "ingest")
 	for _, mode := range cfg.modes() {
-		batch := 1
-		if mode == "batch" {
-			batch = cfg.Batch
+		batch := cfg.batch(mode)
+		first := cfg.firstPool(mode)
+		if err := checkPoolSize(first, cfg.ContentBytes); err != nil {
+			return rep, cfg.poolError(mode, err) // Validate was not called
 		}
-		need := cfg.Presign
-		if need == 0 {
-			rate := cfg.Rate
-			if rate == 0 {
-				rate = closedLoopGuess[mode]
-			}
-			need = int(math.Ceil(rate * cfg.Duration.Seconds() * 1.1))
-		}
-		need = roundUp(max(need, batch), batch)
+		need := int(first)
 		for run := 1; run <= runs; run++ {
 			if err := ingestRun(ctx, sup, &cfg, rep, pool, mode, batch, need, run, runs); err != nil {
 				return rep, err
@@ -150,6 +198,15 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*
 }
 
 func roundUp(n, m int) int { return (n + m - 1) / m * m }
+
+// grownPool is the pool a closed-loop run that ran out of messages is
+// repeated with: enough for Duration at the rate it went, with a margin,
+// in whole requests, and no more than poolCap.
+func (c *IngestConfig) grownPool(lr *LoadResult, batch int) int {
+	rate := float64(lr.Sent) / max(lr.ExhaustedAt, 1).Seconds()
+	limit := poolCap(c.ContentBytes) / batch * batch
+	return min(roundUp(int(min(rate*c.Duration.Seconds()*1.3, float64(limit))), batch), limit)
+}
 
 // ingestRun measures one mode once against Kimura and once against the
 // bare endpoint.
@@ -181,16 +238,18 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 			return err
 		}
 		short := lr.Exhausted && lr.ExhaustedAt < cfg.Duration*95/100
-		if short && cfg.Rate == 0 && attempt < 3 {
+		// More messages help only a closed loop that had some acknowledged,
+		// and only while the pool may grow.
+		if more := cfg.grownPool(lr, batch); short && cfg.Rate == 0 && attempt < 3 && lr.Acked > 0 && more > need {
 			ldr.Kill()
 			sup.Remove(ldr.DBPath)
-			rate := float64(lr.Sent) / lr.ExhaustedAt.Seconds()
-			need = roundUp(int(rate*cfg.Duration.Seconds()*1.3), batch)
+			need = more
 			sup.Progressf("ingest %s: %d pre-signed messages ran out after %.1fs; repeating with %d", mode, lr.Sent, lr.ExhaustedAt.Seconds(), need)
 			continue
 		}
 		if short {
-			rep.Notef("%s run %d: the pre-signed messages ran out after %.2fs of %v; raise --presign", mode, run, lr.ExhaustedAt.Seconds(), cfg.Duration)
+			rep.Notef("%s run %d: the pre-signed messages ran out after %.2fs of %v; raise --presign (at most %s messages of %d bytes)",
+				mode, run, lr.ExhaustedAt.Seconds(), cfg.Duration, thousands(int64(poolCap(cfg.ContentBytes))), cfg.ContentBytes)
 		}
 		height, err := waitDrained(ctx, ldr.Client, 60*time.Second+cfg.Duration)
 		if err != nil {
@@ -212,13 +271,10 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 
 	startMs := float64(lr.Start.UnixMicro()) / 1000
 	var incl []float64
-	ackedMissing, unackedCommitted := 0, 0
+	unackedCommitted := 0
 	for i := 0; i < need; i++ {
 		at, sent := lr.SubmitMicros(i)
-		inBlock := in.blockMs[i] != 0
-		if lr.IsAcked(i) && !inBlock {
-			ackedMissing++
-		}
+		inBlock := in.has(i)
 		if inBlock && !lr.IsAcked(i) {
 			unackedCommitted++
 		}
@@ -241,7 +297,7 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 	rep.Add(p+"submit_p99", "ms", Percentile(lr.Latencies, 99))
 	rep.Add(p+"inclusion_p50", "ms", Percentile(incl, 50))
 	rep.Add(p+"inclusion_p99", "ms", Percentile(incl, 99))
-	rep.Add(p+"acked_missing", "msgs", float64(ackedMissing))
+	ackedMissing := addChainChecks(rep, p, in, lr.IsAcked)
 	rep.Add(p+"refused", "msgs", float64(lr.Refused))
 	rep.Add(p+"no_answer", "msgs", float64(lr.Failed))
 	rep.Add(p+"committed", "msgs", float64(in.confirmed))
@@ -265,8 +321,11 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 	if unackedCommitted > 0 {
 		rep.Notef("%s run %d: %d messages are in blocks without having been acknowledged (no answer or refused)", mode, run, unackedCommitted)
 	}
-	if in.twice > 0 || in.foreign > 0 {
-		rep.Notef("%s run %d: the chain holds %d messages twice and %d messages not sent by this run", mode, run, in.twice, in.foreign)
+	if in.foreign > 0 {
+		rep.Notef("%s run %d: the chain holds %d messages not sent by this run", mode, run, in.foreign)
+	}
+	if err := checkWork(fmt.Sprintf("ingest %s run %d", mode, run), lr.Acked, in.confirmed, loadSummary(lr)); err != nil {
+		return err
 	}
 
 	bareLine := ""
@@ -333,7 +392,7 @@ func ingestTargets(cfg *IngestConfig, rep *ScenarioReport) {
 		} else if cfg.Rate <= targetInclusionRate {
 			rep.Target(p+"inclusion_p99", "ms", Target{Op: "<=", Value: float64(cfg.interval().Milliseconds() + targetInclusionSlack), Note: "block interval + 50 ms at up to 10,000 msgs/s"})
 		}
-		rep.Target(p+"acked_missing", "msgs", Target{Op: "==", Value: 0, Every: true})
+		chainTargets(rep, p)
 		if m := rep.metric(p+"committed", "msgs"); len(m.Values) > 0 && Median(m.Values) >= targetScaleMessages {
 			rep.Target(p+"leader_peak_rss", "MB", Target{Op: "<=", Value: targetPeakRSSMB, Note: "after 1,000,000 messages"})
 			if cfg.ContentBytes == targetDiskContent {

@@ -19,6 +19,46 @@ import (
 // senderKeys is how many sender keys a pool spreads its messages over.
 const senderKeys = 16
 
+// Pool limits. A pool is held in memory whole (IDs, bodies, and for batch
+// loads a second copy joined into batches: 812 B a message of 100 bytes),
+// so what a run asks for is checked up front, where a bad flag is a usage
+// error rather than a makeslice panic or an out-of-memory kill minutes into
+// signing.
+const (
+	// MaxPoolMessages is the most messages a pool holds, about 8 GB of
+	// 100-byte messages; the index's int32 positions go far beyond it.
+	MaxPoolMessages = 10_000_000
+	// maxPoolBytes bounds a pool of larger messages the same way.
+	maxPoolBytes = 8 << 30
+	// poolOverhead is a message's bytes in a pool besides its content,
+	// counted twice (a body, and its copy in a batch): ID, index entry,
+	// slice headers and twice the JSON around the content.
+	poolOverhead = 610
+)
+
+// poolCap is the most messages of contentBytes each a pool may hold.
+func poolCap(contentBytes int) int {
+	return min(MaxPoolMessages, maxPoolBytes/(2*contentBytes+poolOverhead))
+}
+
+// checkPoolSize refuses a pool of n messages of contentBytes each over
+// poolCap. n is a float so that a rate × duration is checked before it is
+// converted to an int, which could overflow.
+func checkPoolSize(n float64, contentBytes int) error {
+	if c := poolCap(contentBytes); !(n <= float64(c)) {
+		return fmt.Errorf("more than a run may pre-sign (at most %s messages of %d bytes, %d GiB in memory)", thousands(int64(c)), contentBytes, maxPoolBytes>>30)
+	}
+	return nil
+}
+
+// messageCount formats a count that may be too large for an int.
+func messageCount(n float64) string {
+	if n < 1e15 {
+		return thousands(int64(n))
+	}
+	return fmt.Sprintf("%.3g", n)
+}
+
 // Pool holds pre-signed messages, each already encoded as the JSON body of
 // POST /message, so that neither signing nor encoding is timed. Message i
 // is sent by key i%senderKeys with nonce i/senderKeys+1: every message of a
@@ -83,6 +123,10 @@ func (p *Pool) Grow(ctx context.Context, n int) error {
 	from := len(p.ids)
 	if n <= from {
 		return nil
+	}
+	// The configurations check their sizes; this is the last guard.
+	if err := checkPoolSize(float64(n), p.contentBytes); err != nil {
+		return fmt.Errorf("bench: a pool of %d messages is %w", n, err)
 	}
 	ids := make([]chain.Hash, n-from)
 	bodies := make([][]byte, n-from)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/kimura-ledger/kimura/internal/node"
 )
 
 // PropagateConfig is the propagate scenario: a leader and Peers peers; the
@@ -29,28 +31,50 @@ type PropagateConfig struct {
 
 // Validate checks c and fills in defaults.
 func (c *PropagateConfig) Validate() error {
+	if err := checkRate(c.Rate); err != nil {
+		return err
+	}
 	switch {
 	case c.Peers < 1:
 		return errors.New("--peers must be at least 1")
-	case c.Duration <= 0:
-		return errors.New("--duration must be positive")
+	case c.Duration <= 0 || c.Duration > maxDuration:
+		return fmt.Errorf("--duration must be positive and at most %v", maxDuration)
 	case c.Rate <= 0:
 		return errors.New("--rate must be positive")
 	case c.Batch < 1 || c.Batch > 1000:
 		return errors.New("--batch must be from 1 to 1000")
 	case c.SmallBlocks < 0:
 		return errors.New("--small-blocks must not be negative")
-	case c.MaxBlockMessages < 1:
-		return errors.New("--max-block-messages must be at least 1")
-	case c.FillInterval < 0:
-		return errors.New("--fill-interval must not be negative")
+	case c.MaxBlockMessages < 1 || c.MaxBlockMessages > node.MaxBlockMessagesLimit:
+		return fmt.Errorf("--max-block-messages must be from 1 to %d", node.MaxBlockMessagesLimit)
+	case c.FillInterval < 0 || c.FillInterval > maxDuration:
+		return fmt.Errorf("--fill-interval must be from 0 to %v", maxDuration)
 	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
 		return errors.New("--content-bytes must be from 1 to 65536")
+	}
+	// The pool holds the one-message blocks' messages and the load's, and
+	// the full block's from its start.
+	_, to := c.loadRange()
+	if err := checkPoolSize(to, c.ContentBytes); err != nil {
+		return fmt.Errorf("--duration %v at --rate %g, after --small-blocks %d, needs %s pre-signed messages, %w: lower one of them",
+			c.Duration, c.Rate, c.SmallBlocks, messageCount(to), err)
+	}
+	if err := checkPoolSize(float64(c.MaxBlockMessages), c.ContentBytes); err != nil {
+		return fmt.Errorf("--max-block-messages %d is %w", c.MaxBlockMessages, err)
 	}
 	if c.FillInterval == 0 {
 		c.FillInterval = max(2*time.Second, time.Duration(float64(c.MaxBlockMessages)/4000*float64(time.Second)))
 	}
 	return nil
+}
+
+// loadRange is the pool messages the load sends, [from, to): those after
+// the one-message blocks', in whole batches, enough for Duration at Rate.
+// Floats, so that Validate checks them before they become ints.
+func (c *PropagateConfig) loadRange() (from, to float64) {
+	b := float64(c.Batch)
+	from = math.Ceil(float64(c.SmallBlocks)/b) * b
+	return from, from + math.Ceil(math.Ceil(c.Rate*c.Duration.Seconds())/b)*b
 }
 
 // Propagate targets (issue #4).
@@ -244,8 +268,11 @@ func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs i
 		"small_blocks": cfg.SmallBlocks, "max_block_messages": cfg.MaxBlockMessages,
 		"fill_interval": cfg.FillInterval.String(), "content_bytes": cfg.ContentBytes,
 	})
-	loadFrom := roundUp(cfg.SmallBlocks, cfg.Batch)
-	loadTo := loadFrom + roundUp(int(math.Ceil(cfg.Rate*cfg.Duration.Seconds())), cfg.Batch)
+	from, to := cfg.loadRange()
+	if err := checkPoolSize(max(to, float64(cfg.MaxBlockMessages)), cfg.ContentBytes); err != nil {
+		return rep, fmt.Errorf("bench: propagate: %s messages are %w", messageCount(max(to, float64(cfg.MaxBlockMessages))), err) // Validate was not called
+	}
+	loadFrom, loadTo := int(from), int(to)
 	pool := NewPool(cfg.ContentBytes, "propagate")
 	sup.Progressf("propagate: signing %d messages (not timed)", max(loadTo, cfg.MaxBlockMessages))
 	if err := pool.Grow(ctx, max(loadTo, cfg.MaxBlockMessages)); err != nil {
@@ -259,15 +286,27 @@ func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs i
 			return rep, err
 		}
 	}
+	propagateTargets(&cfg, rep)
+	rep.Notef("delay = the peer's \"Stored blocks\" log time (run at --log-level debug) − the leader's \"Produced block\" log time; both have millisecond precision, so each delay is within ±1 ms")
+	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs; delivery = the leader's commit to the peer's receipt by gossip (its \"Received block by gossip\" line, after decoding), peer_store = that receipt to the peer's synced commit (checks and write); both from the nodes' log timestamps, which have millisecond resolution", cfg.Rate, cfg.Batch)
+	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer", cfg.FillInterval, cfg.MaxBlockMessages)
+	rep.Notef("acked_missing and committed_twice: once the leader's queue has drained, its chain is read back; every message acknowledged (the one-message blocks' and the load's; full_block.: the full block's) must be in it, and none twice")
+	return rep, nil
+}
+
+// propagateTargets sets the targets of issue #4 and the invariants.
+func propagateTargets(cfg *PropagateConfig, rep *ScenarioReport) {
 	if cfg.Peers >= 3 {
 		rep.Target("large.p99", "ms", Target{Op: "<=", Value: targetPropagateP99, Note: "1,000+-message blocks, 3 peers"})
 	}
 	rep.Target("not_reached", "blocks", Target{Op: "==", Value: 0, Every: true})
+	chainTargets(rep, "")
+	// A block that took fewer messages than it may hold is not the block
+	// the scenario is about: the verdict on its reaching the peers says
+	// nothing about the largest block.
+	rep.Target("full_block.messages", "msgs", Target{Op: "==", Value: float64(cfg.MaxBlockMessages), Every: true})
 	rep.Target("full_block.peers_reached", "peers", Target{Op: "==", Value: float64(cfg.Peers), Every: true})
-	rep.Notef("delay = the peer's \"Stored blocks\" log time (run at --log-level debug) − the leader's \"Produced block\" log time; both have millisecond precision, so each delay is within ±1 ms")
-	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs; delivery = the leader's commit to the peer's receipt by gossip (its \"Received block by gossip\" line, after decoding), peer_store = that receipt to the peer's synced commit (checks and write); both from the nodes' log timestamps, which have millisecond resolution", cfg.Rate, cfg.Batch)
-	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer", cfg.FillInterval, cfg.MaxBlockMessages)
-	return rep, nil
+	chainTargets(rep, "full_block.")
 }
 
 func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, rep *ScenarioReport, pool *Pool, loadFrom, loadTo, run, runs int) error {
@@ -332,6 +371,14 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 		_, _ = waitHeight(ctx, p.Client, tip, 10*time.Second)
 	}
 	counts, delays := c.log.delays(mark, tip)
+	// Before reading the chain back adds its own.
+	leaderRSS := c.leader.SampleRSS()
+	in, err := findMessages(ctx, c.leader.Client, pool, 0, loadTo, tip)
+	if err != nil {
+		return err
+	}
+	// Each one-message block's message was acknowledged, or the run stopped.
+	acked := func(i int) bool { return i < cfg.SmallBlocks || lr.IsAcked(i) }
 	var small, large, all, delivery, peerWork []float64
 	notReached, smallBlocks, largeBlocks := 0, 0, 0
 	for b, n := range counts {
@@ -359,7 +406,7 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 			}
 		}
 	}
-	leaderRSS, peerRSS, err := c.stop()
+	_, peerRSS, err := c.stop()
 	if err != nil {
 		return err
 	}
@@ -376,17 +423,27 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	rep.Add("all.p99", "ms", Percentile(all, 99))
 	rep.Add("all.max", "ms", Percentile(all, 100))
 	rep.Add("not_reached", "blocks", float64(notReached))
+	ackedMissing := addChainChecks(rep, "", in, acked)
 	rep.Add("load_accepted_per_s", "msg/s", float64(lr.Acked)/lr.Seconds())
 	rep.Add("leader_peak_rss", "MB", float64(leaderRSS)/(1<<20))
 	rep.Add("peer_peak_rss", "MB", float64(peerRSS)/(1<<20))
-	if largeBlocks == 0 {
-		rep.Notef("run %d: no block held 1,000 messages or more: the leader accepted %.0f msgs/s of the %.0f offered", run, float64(lr.Acked)/lr.Seconds(), cfg.Rate)
-	}
 	if lr.Refused+lr.Failed > 0 {
 		rep.Notef("run %d: the load had %d messages refused and %d unanswered (%s)", run, lr.Refused, lr.Failed, lr.FirstError)
 	}
-	sup.Progressf("propagate run %d/%d: %d one-message blocks p99 %.1f ms, %d large blocks p99 %.1f ms (max %.1f), not reached %d",
-		run, runs, smallBlocks, Percentile(small, 99), largeBlocks, Percentile(large, 99), Percentile(large, 100), notReached)
+	if in.foreign > 0 {
+		rep.Notef("run %d: the chain holds %d messages not sent by this run", run, in.foreign)
+	}
+	sup.Progressf("propagate run %d/%d: %d one-message blocks p99 %.1f ms, %d large blocks p99 %.1f ms (max %.1f), not reached %d, acked-but-missing %d",
+		run, runs, smallBlocks, Percentile(small, 99), largeBlocks, Percentile(large, 99), Percentile(large, 100), notReached, ackedMissing)
+	name := fmt.Sprintf("propagate run %d", run)
+	if err := checkWork(name, lr.Acked, in.confirmed, loadSummary(lr)); err != nil {
+		return err
+	}
+	if largeBlocks == 0 {
+		// large.* are what the scenario is for, and would be empty.
+		return &NoWorkError{Run: name, What: fmt.Sprintf("no block held 1,000 messages or more (%d of %d messages offered at %g msgs/s were acknowledged; blocks of %v hold 1,000 from %s msgs/s)",
+			lr.Acked, lr.Sent, cfg.Rate, propagateInterval, thousands(int64(1000/propagateInterval.Seconds())))}
+	}
 	return nil
 }
 
@@ -420,6 +477,7 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	if err != nil {
 		return err
 	}
+	nAcked := countTrue(acked)
 	reached, worst := 0, 0.0
 	for _, p := range c.peers {
 		if _, err := waitHeight(ctx, p.Client, full, 10*time.Second); err == nil {
@@ -436,31 +494,46 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 			}
 		}
 	}
+	// Every message acknowledged is sealed once the queue has drained: in
+	// this block, or in a later one if this one did not take them all.
+	height, err := waitDrained(ctx, c.leader.Client, wait)
+	if err != nil {
+		return err
+	}
+	in, err := findMessages(ctx, c.leader.Client, pool, 0, cfg.MaxBlockMessages, height)
+	if err != nil {
+		return err
+	}
 	if _, _, err := c.stop(); err != nil {
 		return err
 	}
 	rep.Add("full_block.messages", "msgs", float64(n))
 	rep.Add("full_block.peers_reached", "peers", float64(reached))
 	rep.Add("full_block.max", "ms", worst)
+	ackedMissing := addChainChecks(rep, "full_block.", in, func(i int) bool { return acked[i] })
 	if n != cfg.MaxBlockMessages {
 		rep.Notef("run %d: the full block held %d messages, not %d: %d were acknowledged in %v, against a block interval of %v (raise --fill-interval)",
-			run, n, cfg.MaxBlockMessages, acked, submitted.Round(time.Millisecond), cfg.FillInterval)
+			run, n, cfg.MaxBlockMessages, nAcked, submitted.Round(time.Millisecond), cfg.FillInterval)
 	}
-	sup.Progressf("propagate run %d/%d: a block of %d messages reached %d of %d peers, the last after %.1f ms", run, runs, n, reached, cfg.Peers, worst)
-	return nil
+	if in.foreign > 0 {
+		rep.Notef("run %d: the full block's chain holds %d messages not sent by this run", run, in.foreign)
+	}
+	sup.Progressf("propagate run %d/%d: a block of %d messages reached %d of %d peers, the last after %.1f ms; acked-but-missing %d", run, runs, n, reached, cfg.Peers, worst, ackedMissing)
+	return checkWork(fmt.Sprintf("propagate full block run %d", run), nAcked, in.confirmed, fmt.Sprintf("%d sent", cfg.MaxBlockMessages))
 }
 
 // submitAll sends messages [from, to) of pool in batches of at most
-// batch, clients requests at a time, and returns how many were acknowledged.
-func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, clients int) (int, error) {
+// batch, clients requests at a time, and returns which were acknowledged:
+// acked[i-from] for message i.
+func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, clients int) ([]bool, error) {
 	sub, err := newSubmitter(url, clients)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer sub.close()
 	var (
 		mu       sync.Mutex
-		acked    int
+		acked    = make([]bool, to-from)
 		firstErr error
 		wg       sync.WaitGroup
 	)
@@ -481,10 +554,8 @@ func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, cli
 			if err != nil && firstErr == nil {
 				firstErr = fmt.Errorf("bench: submit: %w", err)
 			}
-			for _, c := range codes {
-				if c == 0 {
-					acked++
-				}
+			for j, c := range codes {
+				acked[lo-from+j] = c == 0
 			}
 		}()
 	}

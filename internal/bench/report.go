@@ -49,12 +49,18 @@ type Metric struct {
 	Min    *float64  `json:"min"`
 	Max    *float64  `json:"max"`
 	Target *Target   `json:"target,omitempty"`
-	Pass   *bool     `json:"pass,omitempty"` // nil without a target or without values
+	Pass   *bool     `json:"pass,omitempty"` // nil without a target; false for a target no run measured
 }
 
 func (m *Metric) finish() {
 	m.Median, m.Min, m.Max, m.Pass = nil, nil, nil, nil
 	if len(m.Values) == 0 {
+		// A target nothing was measured against is not met: a run that did
+		// no work must not pass for want of figures.
+		if m.Target != nil {
+			pass := false
+			m.Pass = &pass
+		}
 		return
 	}
 	med, lo, hi := Median(m.Values), math.Inf(1), math.Inf(-1)
@@ -164,7 +170,9 @@ type Report struct {
 }
 
 // Counts returns how many targets were met and missed, and how many
-// invariants (every-run targets) were broken, over all scenarios.
+// invariants (every-run targets) were broken, over all scenarios. A target
+// that no run measured is missed (Finish fails it), and so is an invariant
+// broken.
 func (r *Report) Counts() (met, missed, broken int) {
 	for _, s := range r.Scenarios {
 		for _, m := range s.Metrics {
@@ -237,6 +245,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 					result = "n/a"
 				case *m.Pass:
 					result = "pass"
+				case len(m.Values) == 0:
+					result = "FAIL (unmeasured)"
 				default:
 					result = "FAIL"
 				}

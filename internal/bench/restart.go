@@ -54,13 +54,7 @@ func Restart(ctx context.Context, sup *Supervisor, cfg ChainConfig, runs int) (*
 		}
 		sup.Progressf("restart run %d/%d: %d blocks verified and serving in %v (node's own verify: %v)", run, runs, blocks, took.Round(time.Millisecond), verify)
 	}
-	// The target is the one for the chain's size: the size asked for, or
-	// the one found in a --chain directory (a built chain ends a few blocks
-	// past --blocks).
-	height := uint64(cfg.Blocks)
-	if bc.borrowed {
-		height = max(chainBlocks, 1) - 1
-	}
+	height := bc.judgedHeight(cfg, max(chainBlocks, 1)-1)
 	switch {
 	case chainBlocks == 0:
 	case height <= 100_000:
@@ -72,6 +66,17 @@ func Restart(ctx context.Context, sup *Supervisor, cfg ChainConfig, runs int) (*
 	rep.Notef("the data directory is in the page cache for every run (no root to drop caches): a cold start after a reboot is slower")
 	bc.release(sup)
 	return rep, nil
+}
+
+// judgedHeight is the chain height a target is chosen by: the size asked
+// for, or for a --chain directory the height found in it (found: what the
+// node reports). A built chain ends a few blocks past --blocks, and is
+// judged as the size asked for.
+func (bc *builtChain) judgedHeight(cfg ChainConfig, found uint64) uint64 {
+	if bc.borrowed {
+		return found
+	}
+	return uint64(cfg.Blocks)
 }
 
 // Catchup builds a chain, starts a leader on it, and runs times times a
@@ -91,6 +96,11 @@ func Catchup(ctx context.Context, sup *Supervisor, cfg ChainConfig, runs int) (*
 	tip, err := ldr.Client.Height(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("bench: leader height: %w", err)
+	}
+	if tip.Height == 0 {
+		// Only a --chain directory can be empty; a peer would be at the
+		// tip as soon as it served, and the target met by nothing.
+		return rep, &NoWorkError{Run: "catchup", What: "the chain has no block past genesis"}
 	}
 	for run := 1; run <= runs; run++ {
 		p, err := sup.Start(ctx, NodeSpec{Name: "peer", Args: []string{"--leader-rpc", ldr.URL}})
@@ -124,7 +134,7 @@ func Catchup(ctx context.Context, sup *Supervisor, cfg ChainConfig, runs int) (*
 	if err := ldr.Stop(); err != nil {
 		return rep, err
 	}
-	if cfg.Blocks <= targetCatchupBlocks {
+	if bc.judgedHeight(cfg, tip.Height) <= targetCatchupBlocks {
 		rep.Target("exec_to_tip", "s", Target{Op: "<=", Value: targetCatchupSeconds, Note: "up to 10,000 blocks"})
 	}
 	rep.Notef("exec_to_tip runs from just before the peer's exec until its GET /height (polled every %v) equals the leader's tip", pollEvery/4)
