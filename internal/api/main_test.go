@@ -153,6 +153,7 @@ type node struct {
 	pool  *mempool.Pool
 	chain *testChain
 	srv   *httptest.Server
+	api   *api.Server
 	now   atomic.Uint64
 	// started counts requests the server began to read.
 	started atomic.Int64
@@ -181,7 +182,8 @@ func newNode(t *testing.T, configure ...func(*api.Config)) *node {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	n.srv = httptest.NewUnstartedServer(api.NewServer(cfg))
+	n.api = api.NewServer(cfg)
+	n.srv = httptest.NewUnstartedServer(n.api)
 	n.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateActive {
 			n.started.Add(1)
