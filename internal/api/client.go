@@ -51,14 +51,29 @@ func NewClient(base string) *Client {
 // as the leader's limits let it be: BlockWithin takes a bound for it.
 const MaxAnswer = 128 << 20
 
-// readAnswer reads resp's body, refusing one over limit bytes.
-func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
+// BadAnswerError is an answer a node gave that the client refuses: larger
+// than it may be, not in the form asked for, or about something else than
+// was asked. The node was reached; what it said is wrong.
+type BadAnswerError struct {
+	Request string // e.g. "GET /height"
+	Reason  string
+}
+
+func (e *BadAnswerError) Error() string { return "api: " + e.Request + ": " + e.Reason }
+
+func badAnswer(request, format string, args ...any) *BadAnswerError {
+	return &BadAnswerError{Request: request, Reason: fmt.Sprintf(format, args...)}
+}
+
+// readAnswer reads the body of the answer to request, refusing one over
+// limit bytes.
+func readAnswer(request string, resp *http.Response, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
+		return nil, fmt.Errorf("api: %s: read answer: %w", request, err)
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("answer over %d bytes", limit)
+		return nil, badAnswer(request, "answer over %d bytes", limit)
 	}
 	return data, nil
 }
@@ -118,15 +133,15 @@ func (c *Client) doLimit(ctx context.Context, method, path string, body, out any
 	if resp.StatusCode/100 != 2 {
 		return readError(resp)
 	}
-	data, err := readAnswer(resp, limit)
+	data, err := readAnswer(method+" "+path, resp, limit)
 	if err != nil {
-		return fmt.Errorf("api: %s %s: %w", method, path, err)
+		return err
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("api: %s %s: decode answer: %w", method, path, err)
+		return badAnswer(method+" "+path, "decode answer: %v", err)
 	}
 	return nil
 }
@@ -174,7 +189,7 @@ func (c *Client) Message(ctx context.Context, id chain.Hash) (Message, error) {
 		return m, err
 	}
 	if m.ID != id {
-		return m, fmt.Errorf("api: GET /message/%s: the answer is about message %s", id, m.ID)
+		return m, badAnswer("GET /message/"+id.String(), "the answer is about message %s", m.ID)
 	}
 	return m, nil
 }
@@ -187,7 +202,7 @@ func (c *Client) Submit(ctx context.Context, m *chain.Message) (Accepted, error)
 		return a, err
 	}
 	if a.ID != m.ID() || a.Status != StatusPending {
-		return a, fmt.Errorf("api: POST /message: the answer (id %s, status %q) does not acknowledge message %s as pending", a.ID, a.Status, m.ID())
+		return a, badAnswer("POST /message", "the answer (id %s, status %q) does not acknowledge message %s as pending", a.ID, a.Status, m.ID())
 	}
 	return a, nil
 }
@@ -223,25 +238,26 @@ func (c *Client) BlockRecords(ctx context.Context, from uint64, limit int) ([]*c
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	data, err := readAnswer(resp, MaxAnswer)
+	request := "GET " + path
+	data, err := readAnswer(request, resp, MaxAnswer)
 	if err != nil {
-		return nil, fmt.Errorf("api: GET %s: %w", path, err)
+		return nil, err
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != BlockRecordsType {
-		return nil, fmt.Errorf("api: GET %s: answered %q, not block records", path, ct)
+		return nil, badAnswer(request, "answered %q, not block records", ct)
 	}
 	var out []*chain.Block
 	for len(data) > 0 {
 		if len(data) < 4 {
-			return nil, fmt.Errorf("api: block records: truncated length")
+			return nil, badAnswer(request, "block records: truncated length")
 		}
 		n := binary.BigEndian.Uint32(data)
 		if uint64(len(data)-4) < uint64(n) {
-			return nil, fmt.Errorf("api: block records: truncated record")
+			return nil, badAnswer(request, "block records: truncated record")
 		}
 		b, err := chain.DecodeBlock(data[4 : 4+n])
 		if err != nil {
-			return nil, fmt.Errorf("api: block records: %w", err)
+			return nil, badAnswer(request, "block records: %v", err)
 		}
 		out = append(out, b)
 		data = data[4+n:]

@@ -412,9 +412,18 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, m)
 }
 
-// bodyLimit bounds a submission body: content may be JSON-escaped to six
-// bytes a byte, plus room for the other fields.
-func (s *Server) bodyLimit(n int) int64 { return int64(n) * (int64(s.cfg.MaxContent)*6 + 4096) }
+// MaxBody bounds any submission body, whatever the content limit: what a
+// few batch slots may hold in memory at once. A batch of a thousand 64 KiB
+// messages without escapes (66 MB) fits; a batch that does not is refused
+// with 413 and can be split.
+const MaxBody = 128 << 20
+
+// bodyLimit bounds a submission body of n messages: content may be
+// JSON-escaped to six bytes a byte, plus room for the other fields; never
+// over MaxBody.
+func (s *Server) bodyLimit(n int) int64 {
+	return min(MaxBody, int64(n)*(int64(s.cfg.MaxContent)*6+4096))
+}
 
 // readRaw reads a body of at most bodyLimit(n) bytes, answering 413 or 400
 // itself when it cannot.

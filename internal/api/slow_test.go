@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -89,5 +90,37 @@ func TestStalledBatchesDoNotBlockOthers(t *testing.T) {
 	// every slot, so the test exercised what it claims.
 	if waited := time.Since(start); waited < grace/2 {
 		t.Fatalf("good batch answered after %v: the stalled ones never held the slots", waited)
+	}
+}
+
+// spaces is an endless reader of JSON whitespace.
+type spaces struct{}
+
+func (spaces) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+// A body over api.MaxBody is refused with 413 even where the content limit
+// would allow a batch that large, and nothing of it is taken.
+func TestBodyOverMaxBodyIsRefused(t *testing.T) {
+	n := newNode(t, func(c *api.Config) { c.MaxContent = 1 << 20 }) // a batch limit of 6 GB, without MaxBody
+	body := io.MultiReader(strings.NewReader(`{"messages": [`), io.LimitReader(spaces{}, api.MaxBody))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, n.srv.URL+"/messages", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := n.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body of %d bytes: status %d, want 413", api.MaxBody+14, resp.StatusCode)
+	}
+	if n.pool.Len() != 0 {
+		t.Fatalf("%d pending after a refused body", n.pool.Len())
 	}
 }

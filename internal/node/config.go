@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/mempool"
 	"github.com/kimura-ledger/kimura/internal/p2p"
 )
@@ -135,6 +136,10 @@ const gossipLimit = 64 << 20
 const MaxBlockMessagesLimit = 500_000
 
 // MaxMessageBytesLimit bounds --max-message-bytes: a submission's body may
-// be six times its content (JSON escapes), and a batch a thousand of those,
-// all held in memory while judged.
+// be six times its content (JSON escapes), and one message's body must fit
+// under api.MaxBody.
 const MaxMessageBytesLimit = 16 << 20
+
+// A message at the limit, escaped, fits in a body: this does not compile
+// (a negative constant is no uint) when it would not.
+const _ = uint(api.MaxBody - (6*MaxMessageBytesLimit + 4096))

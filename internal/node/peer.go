@@ -389,24 +389,29 @@ func (c *peerChain) BlockMessages(ctx context.Context, b *chain.Block) ([]api.Me
 	return out, nil
 }
 
-// listingBound is the most a leader's answer of b with its messages can
-// take: per message, content JSON-escaped at up to six bytes a byte (under
-// this node's --max-message-bytes, which should be the leader's), the other
-// fields and a proof of up to 64 hashes.
+// listingBound is what a leader's answer of b with its messages may take:
+// per message, content JSON-escaped at up to six bytes a byte under this
+// node's --max-message-bytes, the other fields and a proof of up to 64
+// hashes; and never less than api.MaxAnswer, for a leader whose limit is
+// higher than this peer's (or was, when it sealed b).
 func (c *peerChain) listingBound(b *chain.Block) int64 {
 	perMessage := 6*int64(c.p.cfg.MaxMessageBytes) + 1024 + 64*(2*chain.HashSize+4)
-	return 64<<10 + int64(len(b.Entries))*perMessage
+	return max(api.MaxAnswer, 64<<10+int64(len(b.Entries))*perMessage)
 }
 
 // leaderError maps a failed request to the leader: its own 4xx answers
-// (404 unknown message) pass through, anything else is 503.
+// (404 unknown message) pass through, an answer that is wrong or refused is
+// 502, and no answer at all is 503.
 func leaderError(err error) error {
 	var he *api.HTTPError
-	if errors.As(err, &he) && he.Code/100 == 4 {
+	var bad *api.BadAnswerError
+	switch {
+	case errors.As(err, &he) && he.Code/100 == 4:
 		return &api.StatusError{Code: he.Code, Err: errors.New(he.Reason)}
-	}
-	if errors.As(err, &he) {
+	case errors.As(err, &he):
 		return &api.StatusError{Code: http.StatusBadGateway, Err: fmt.Errorf("leader answered: %w", err)}
+	case errors.As(err, &bad):
+		return &api.StatusError{Code: http.StatusBadGateway, Err: fmt.Errorf("leader's answer refused: %w", err)}
 	}
 	return &api.StatusError{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("leader unreachable: %w", err)}
 }

@@ -271,6 +271,21 @@ func TestPeerRefusesMessageNotMatchingProof(t *testing.T) {
 	}
 }
 
+// A leader that answers about another message than the one asked for was
+// reached and answered wrongly: 502, not the 503 of a leader that is away.
+func TestPeerRefusesAnswerAboutAnotherMessage(t *testing.T) {
+	msgs := signed(t, 2)
+	view := api.NewMessage(&msgs[1])
+	srv := fakeLeader(t, api.Health{}, &view)
+	f := newFixture(t, srv.URL)
+	_, err := (&peerChain{blocks: blocks{f.st}, p: f.peer}).Message(context.Background(), msgs[0].ID())
+	var se *api.StatusError
+	var bad *api.BadAnswerError
+	if !errors.As(err, &se) || se.Code != http.StatusBadGateway || !errors.As(err, &bad) {
+		t.Fatalf("answer about message %s when %s was asked: %v; want a 502 refusal", msgs[1].ID(), msgs[0].ID(), err)
+	}
+}
+
 func TestPeerReturnsPendingWithoutKeeping(t *testing.T) {
 	_, sender, _ := ed25519.GenerateKey(nil)
 	m := chain.SignMessage(sender, 1, "waiting")

@@ -133,6 +133,10 @@ func (s *Store) init() error {
 	_, err := s.get(keyLastHeight)
 	if errors.Is(err, ErrNotFound) {
 		empty, err := s.isEmpty()
+		if pebble.IsCorruptionError(err) {
+			s.tip.Store(&Tip{}) // damaged data: VerifyChain reports it
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -167,7 +171,15 @@ func (s *Store) isEmpty() (bool, error) {
 		return false, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
-	return !it.First(), nil
+	if it.First() {
+		return false, nil
+	}
+	// An iterator that found nothing because it could not read is not an
+	// empty database: genesis must not be written over damage.
+	if err := it.Error(); err != nil {
+		return false, fmt.Errorf("store: look for data: %w", err)
+	}
+	return true, nil
 }
 
 // loadTip reads the tip from meta and its block; on any damage it stores a

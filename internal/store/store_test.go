@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Two stores never share a directory: the second Open, even in the same
@@ -153,5 +155,49 @@ func TestOpenDamagedManifest(t *testing.T) {
 		if !ok || !ce.Unplaced || !strings.HasPrefix(ce.Error(), "chain corrupt: ") {
 			t.Errorf("%s of a damaged manifest = %v; want an unplaced *CorruptionError", name, err)
 		}
+	}
+}
+
+// TestOpenDoesNotWriteGenesisOverDamage: a database without
+// meta:last_height whose first table block is damaged is not taken for an
+// empty one: Open writes no genesis into it, and VerifyChain reports it.
+func TestOpenDoesNotWriteGenesisOverDamage(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	sizes := make([]int, 200) // enough for many data blocks: the damage is in the first alone
+	for i := range sizes {
+		sizes[i] = 2
+	}
+	buildChain(t, s, sizes...)
+	if err := s.db.Delete(keyLastHeight, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil { // flushes everything into a table file
+		t.Fatal(err)
+	}
+	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(tables) == 0 {
+		t.Fatal("no table file")
+	}
+	for _, path := range tables {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[100] ^= 0x01 // inside the first data block, which holds the first keys
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s = mustOpen(t, dir)
+	if _, ok := IsCorruption(func() error { _, err := s.VerifyChain(t.Context(), nil); return err }()); !ok {
+		t.Error("VerifyChain of a damaged database without meta:last_height found no corruption")
+	}
+	if _, err := s.get(keyLastHeight); !errors.Is(err, ErrNotFound) {
+		t.Errorf("meta:last_height after Open: %v; want still absent (no genesis written)", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
