@@ -286,7 +286,10 @@ func TestPeerRestartReplay(t *testing.T) {
 	key := newSender(t)
 	msgs := signed(key, 1, 3, "early")
 	ids := submitAll(t, leader, msgs)
-	leader.WaitHeight(10, syncTimeout)
+	// The later ones go in once the early ones are in a block, so the two
+	// sets are in different blocks however slow the node is.
+	early := *waitConfirmed(t, leader, ids[len(ids)-1], syncTimeout).BlockHeight
+	leader.WaitHeight(max(10, early+1), syncTimeout)
 	later := signed(key, 10, 2, "later")
 	ids = append(ids, submitAll(t, leader, later)...)
 	msgs = append(msgs, later...)
