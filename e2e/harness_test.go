@@ -143,10 +143,10 @@ var (
 
 // startNode starts kimura-node with
 //
-//	--rpc-addr 127.0.0.1:0 --listen-addr /ip4/127.0.0.1/tcp/0 --db-path DIR
+//	--listen-addr /ip4/127.0.0.1/tcp/0 --rpc-addr 127.0.0.1:0 --db-path DIR
 //
 // followed by args, where DIR is a new t.TempDir() unless args hold their
-// own --db-path. It waits until the node has logged the address of its HTTP
+// own --db-path, and --rpc-addr is left out when args give --rpc-port. It waits until the node has logged the address of its HTTP
 // API and answers GET /health with 200, and fails the test otherwise. When
 // the test ends the process is killed if still running, and its log is
 // written to the test log if the test failed.
@@ -164,7 +164,10 @@ func launchNode(t testing.TB, args ...string) *Node {
 	if !ok {
 		db = t.TempDir()
 	}
-	full := []string{"--rpc-addr", "127.0.0.1:0", "--listen-addr", "/ip4/127.0.0.1/tcp/0"}
+	full := []string{"--listen-addr", "/ip4/127.0.0.1/tcp/0"}
+	if _, port := flagValue(args, "rpc-port"); !port { // the two may not be given together
+		full = append(full, "--rpc-addr", "127.0.0.1:0")
+	}
 	if !ok {
 		full = append(full, "--db-path", db)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -282,6 +283,26 @@ func TestDataDirLocked(t *testing.T) {
 
 	n.WaitHeight(h+2, 5*time.Second)
 	stopGracefully(t, n)
+}
+
+// TestRPCPortFlag: --rpc-port N serves the API on 127.0.0.1:N, and 0 picks
+// a free port, as --rpc-addr 127.0.0.1:0 does.
+func TestRPCPortFlag(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "--leader", "--test-mode", "--rpc-port", "0")
+	if !strings.HasPrefix(n.URL(), "http://127.0.0.1:") || strings.HasSuffix(n.URL(), ":0") {
+		t.Fatalf("--rpc-port 0 serves on %s, want 127.0.0.1 and a chosen port", n.URL())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	_ = ln.Close()
+	n = startNode(t, "--leader", "--test-mode", "--rpc-port", port)
+	if want := "http://127.0.0.1:" + port; n.URL() != want {
+		t.Fatalf("--rpc-port %s serves on %s, want %s", port, n.URL(), want)
+	}
 }
 
 // TestBadFlags: a bad command line exits 2 with one line on stderr.

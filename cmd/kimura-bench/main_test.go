@@ -40,6 +40,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"ingest", "--rate", "-Inf"},
 		{"propagate", "--rate", "NaN"},
 		{"propagate", "--rate", "+Inf"},
+		{"restart", "--build-interval", "25h"},
+		{"catchup", "--build-interval", "0s"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {

@@ -172,7 +172,7 @@ func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err 
 		if set["rpc-addr"] {
 			return cfg, "", "", usagef("give --rpc-addr or --rpc-port, not both")
 		}
-		if *rpcPort < 1 || *rpcPort > 65535 {
+		if *rpcPort < 0 || *rpcPort > 65535 { // 0: a free port, as with --rpc-addr 127.0.0.1:0
 			return cfg, "", "", usagef("--rpc-port %d is not a port number", *rpcPort)
 		}
 		cfg.RPCAddr = "127.0.0.1:" + strconv.Itoa(*rpcPort)

@@ -42,8 +42,8 @@ func (c *ChainConfig) Validate() error {
 		return errors.New("--blocks must be at least 1")
 	case c.MessagesPerBlock < 0 || c.MessagesPerBlock > 10000:
 		return errors.New("--messages-per-block must be from 0 to 10000")
-	case c.BuildInterval < time.Millisecond:
-		return errors.New("--build-interval must be at least 1ms")
+	case c.BuildInterval < time.Millisecond || c.BuildInterval > maxDuration:
+		return fmt.Errorf("--build-interval must be from 1ms to %v", maxDuration)
 	case c.ContentBytes < 1 || c.ContentBytes > 64<<10:
 		return errors.New("--content-bytes must be from 1 to 65536")
 	case c.Builder != "leader" && c.Builder != "direct":

@@ -17,16 +17,9 @@ var ErrLocked = errors.New("store: data directory is in use by another process")
 type CorruptionError struct {
 	Height uint64
 	Reason string
-	// Unplaced: the damage is in the database's own bookkeeping (its
-	// manifest or log), found before any block could be read, so there is
-	// no height to name and Height means nothing.
-	Unplaced bool
 }
 
 func (e *CorruptionError) Error() string {
-	if e.Unplaced {
-		return "chain corrupt: " + e.Reason
-	}
 	return fmt.Sprintf("chain corrupt at height %d: %s", e.Height, e.Reason)
 }
 

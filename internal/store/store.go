@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -65,13 +66,47 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 	return open(dir, log, false)
 }
 
-// OpenExisting opens the database in dir read-only, for an offline check:
-// it creates nothing and fails with ErrNoDatabase when there is none.
+// OpenExisting opens the database in dir read-only, for an offline check.
+// It fails with ErrNoDatabase when dir holds none; it writes nothing but
+// the lock files.
 func OpenExisting(dir string, log *slog.Logger) (*Store, error) {
-	if _, err := os.Stat(filepath.Join(dir, "LOCK.kimura")); err != nil {
+	manifest, data, err := pebbleFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !manifest && !data {
 		return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
 	}
 	return open(dir, log, true)
+}
+
+// pebbleFiles says what dir holds of a Pebble database: a manifest (its
+// list of files), and files with data (tables, logs).
+func pebbleFiles(dir string) (manifest, data bool, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, fmt.Errorf("store: read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case strings.HasPrefix(n, "MANIFEST-"):
+			manifest = true
+		case strings.HasSuffix(n, ".sst"), strings.HasSuffix(n, ".log"):
+			data = true
+		}
+	}
+	return manifest, data, nil
+}
+
+// environmental says whether a failure to open a database is the machine's
+// (permissions, a full or read-only disk, failing I/O) rather than damage
+// to the database's files.
+func environmental(err error) bool {
+	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
 }
 
 func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
@@ -82,20 +117,32 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	manifest, data, err := pebbleFiles(dir)
+	if err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
+	if data && !manifest {
+		// Pebble would start a new database here and delete these files
+		// as obsolete.
+		_ = lock.Close()
+		return nil, corrupt(0, "%s holds tables or logs but no manifest", dir)
+	}
 	// The disk-health checker is the store's own, not one Pebble makes for
 	// itself: Pebble closes its own only in DB.Close, so a failed Open
 	// would leave its goroutine behind.
-	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(i vfs.DiskSlowInfo) {
+	checked, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(i vfs.DiskSlowInfo) {
 		log.Warn("store: disk operation slow", "path", i.Path, "op", i.OpType.String(), "took", i.Duration.Round(time.Millisecond))
 	})
-	db, err := pebble.Open(dir, pebbleOptions(log, fs, readOnly))
+	db, err := pebble.Open(dir, pebbleOptions(log, checked, readOnly))
 	if err != nil {
 		_ = fsCloser.Close()
 		_ = lock.Close()
-		if pebble.IsCorruptionError(err) {
-			ce := corrupt(0, "the database in %s does not open: %v", dir, err)
-			ce.Unplaced = true
-			return nil, ce
+		// A database that was there and does not open (a table missing or
+		// cut short, a damaged manifest) is damaged, unless the machine
+		// is to blame; no block of it can be read, from height 0 on.
+		if pebble.IsCorruptionError(err) || (manifest && !environmental(err)) {
+			return nil, corrupt(0, "the database in %s does not open: %v", dir, err)
 		}
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}

@@ -125,7 +125,7 @@ func TestPutMessage(t *testing.T) {
 
 // TestOpenDamagedManifest: damage that stops Pebble from opening the
 // database at all (here in the first record of its manifest) is a
-// corruption without a height, not an ordinary failure; for reads and for
+// corruption from height 0 on, not an ordinary failure; for reads and for
 // writes alike.
 func TestOpenDamagedManifest(t *testing.T) {
 	dir := t.TempDir()
@@ -152,8 +152,8 @@ func TestOpenDamagedManifest(t *testing.T) {
 			_ = s.Close()
 		}
 		ce, ok := IsCorruption(err)
-		if !ok || !ce.Unplaced || !strings.HasPrefix(ce.Error(), "chain corrupt: ") {
-			t.Errorf("%s of a damaged manifest = %v; want an unplaced *CorruptionError", name, err)
+		if !ok || ce.Height != 0 || !strings.Contains(ce.Reason, "does not open") {
+			t.Errorf("%s of a damaged manifest = %v; want a *CorruptionError at height 0 saying it does not open", name, err)
 		}
 	}
 }
@@ -200,4 +200,92 @@ func TestOpenDoesNotWriteGenesisOverDamage(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOpenDamagedFiles: a database whose files Pebble cannot open as its
+// manifest lists them (a table cut short or gone, the manifest gone) is a
+// corruption from height 0 on, for Open and OpenExisting alike; and tables
+// without any manifest are not taken for an empty directory, which Pebble
+// would clear.
+func TestOpenDamagedFiles(t *testing.T) {
+	damages := map[string]func(t *testing.T, dir string){
+		"table cut short": func(t *testing.T, dir string) {
+			if err := os.Truncate(only(t, dir, "*.sst"), 100); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"table gone": func(t *testing.T, dir string) {
+			if err := os.Remove(only(t, dir, "*.sst")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"manifest gone": func(t *testing.T, dir string) {
+			if err := os.Remove(only(t, dir, "MANIFEST-*")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"no manifest and no marker": func(t *testing.T, dir string) {
+			for _, pat := range []string{"MANIFEST-*", "marker.*"} {
+				files, _ := filepath.Glob(filepath.Join(dir, pat))
+				for _, f := range files {
+					if err := os.Remove(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		},
+	}
+	for name, damage := range damages {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := mustOpen(t, dir)
+			buildChain(t, s, 2, 2, 2)
+			if err := s.Close(); err != nil { // one table holds it all
+				t.Fatal(err)
+			}
+			damage(t, dir)
+			for opener, open := range map[string]func(string, *slog.Logger) (*Store, error){"Open": Open, "OpenExisting": OpenExisting} {
+				s, err := open(dir, nil)
+				if err == nil {
+					_ = s.Close()
+				}
+				if ce, ok := IsCorruption(err); !ok || ce.Height != 0 {
+					t.Errorf("%s: %v; want a *CorruptionError at height 0", opener, err)
+				}
+			}
+			if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); name == "no manifest and no marker" && len(tables) != 1 {
+				t.Errorf("tables after the attempts: %v; want the one left untouched", tables)
+			}
+		})
+	}
+}
+
+// TestOpenExistingWithoutNodeLock: an intact database copied without the
+// node's lock file is still a database to check.
+func TestOpenExistingWithoutNodeLock(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	buildChain(t, s, 1, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "LOCK.kimura")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenExisting(dir, nil)
+	if err != nil {
+		t.Fatalf("OpenExisting without LOCK.kimura: %v", err)
+	}
+	defer s.Close()
+	wantIntact(t, s, 3)
+}
+
+// only returns the one file in dir matching pattern.
+func only(t *testing.T, dir, pattern string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(files) != 1 {
+		t.Fatalf("%s in %s: %v, want one", pattern, dir, files)
+	}
+	return files[0]
 }
