@@ -291,9 +291,9 @@ func putTip(b *pebble.Batch, height uint64, hash chain.Hash) {
 // found it fails (Pebble's default exits the process): at startup the
 // integrity check names the height, and a node that is serving answers
 // that read with an error and goes on.
-func pebbleOptions(log *slog.Logger, fs vfs.FS, readOnly bool) *pebble.Options {
+func pebbleOptions(log *slog.Logger, files vfs.FS, readOnly bool) *pebble.Options {
 	o := &pebble.Options{
-		FS: fs, Logger: pebbleLogger{log}, ReadOnly: readOnly,
+		FS: files, Logger: pebbleLogger{log}, ReadOnly: readOnly,
 		MemTableSize: 12 << 20, CacheSize: 32 << 20,
 		L0CompactionThreshold: 8, L0StopWritesThreshold: 32,
 		EventListener: &pebble.EventListener{DataCorruption: func(i pebble.DataCorruptionInfo) {
