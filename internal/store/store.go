@@ -101,12 +101,14 @@ func pebbleFiles(dir string) (manifest, data bool, err error) {
 	return manifest, data, nil
 }
 
-// environmental says whether a failure to open a database is the machine's
-// (permissions, a full or read-only disk, failing I/O) rather than damage
-// to the database's files.
-func environmental(err error) bool {
-	return errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOSPC) ||
-		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
+// damaged says whether Pebble failed to open a database, one with a
+// manifest, for damage to its files: a checksum that does not match, a file
+// the manifest lists that is gone or not the size it lists. Any other
+// failure (permissions, a full disk, too many open files, a lock held) is
+// the machine's, not the chain's.
+func damaged(err error) bool {
+	return pebble.IsCorruptionError(err) || errors.Is(err, fs.ErrNotExist) ||
+		strings.Contains(err.Error(), "object size mismatch") // Pebble marks this one with no type
 }
 
 func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
@@ -138,16 +140,25 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err != nil {
 		_ = fsCloser.Close()
 		_ = lock.Close()
-		// A database that was there and does not open (a table missing or
-		// cut short, a damaged manifest) is damaged, unless the machine
-		// is to blame; no block of it can be read, from height 0 on.
-		if pebble.IsCorruptionError(err) || (manifest && !environmental(err)) {
+		switch {
+		case readOnly && errors.Is(err, pebble.ErrDBDoesNotExist):
+			// A manifest written but never made current: a first start
+			// that stopped before the database existed.
+			return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
+		case pebble.IsCorruptionError(err) || (manifest && damaged(err)):
+			// No block of it can be read, from height 0 on.
 			return nil, corrupt(0, "the database in %s does not open: %v", dir, err)
 		}
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
 	s := &Store{db: db, fsCloser: fsCloser, lock: lock, log: log, readOnly: readOnly}
 	if readOnly {
+		// Nothing written yet, not even genesis (a first start that
+		// stopped early): no chain to check, as for an empty directory.
+		if empty, eerr := s.isEmpty(); eerr == nil && empty {
+			_ = s.Close()
+			return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
+		}
 		err = s.loadTip()
 	} else {
 		err = s.init()

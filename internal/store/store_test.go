@@ -289,3 +289,59 @@ func only(t *testing.T, dir, pattern string) string {
 	}
 	return files[0]
 }
+
+// TestOpenFailuresOfTheMachineAreNotCorruption: a database that does not
+// open for a reason of the machine's (here Pebble's own lock held by
+// another opener) is an ordinary error, not damage to the chain.
+func TestOpenFailuresOfTheMachineAreNotCorruption(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	buildChain(t, s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pebble.Open(dir, quietDefaults()) // holds Pebble's LOCK
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for name, open := range map[string]func(string, *slog.Logger) (*Store, error){"Open": Open, "OpenExisting": OpenExisting} {
+		s, err := open(dir, nil)
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("%s of a database another opener holds succeeded", name)
+		}
+		if _, ok := IsCorruption(err); ok {
+			t.Errorf("%s with Pebble's lock held elsewhere: %v; want an ordinary error, not corruption", name, err)
+		}
+	}
+}
+
+// TestOpenExistingOfAStartThatStoppedEarly: a first start that stopped
+// before anything was written (a manifest not yet made current, or a
+// database without even genesis) leaves no chain to check: ErrNoDatabase,
+// not corruption.
+func TestOpenExistingOfAStartThatStoppedEarly(t *testing.T) {
+	t.Run("manifest not made current", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "MANIFEST-000001"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenExisting(dir, nil); !errors.Is(err, ErrNoDatabase) {
+			t.Errorf("OpenExisting: %v, want ErrNoDatabase", err)
+		}
+	})
+	t.Run("nothing written", func(t *testing.T) {
+		dir := t.TempDir()
+		db, err := pebble.Open(dir, quietDefaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenExisting(dir, nil); !errors.Is(err, ErrNoDatabase) {
+			t.Errorf("OpenExisting: %v, want ErrNoDatabase", err)
+		}
+	})
+}
