@@ -146,10 +146,11 @@ var (
 //	--listen-addr /ip4/127.0.0.1/tcp/0 --rpc-addr 127.0.0.1:0 --db-path DIR
 //
 // followed by args, where DIR is a new t.TempDir() unless args hold their
-// own --db-path, and --rpc-addr is left out when args give --rpc-port. It waits until the node has logged the address of its HTTP
-// API and answers GET /health with 200, and fails the test otherwise. When
-// the test ends the process is killed if still running, and its log is
-// written to the test log if the test failed.
+// own --db-path, and --rpc-addr is left out when args give --rpc-port. It
+// waits until the node has logged the address of its HTTP API and answers
+// GET /health with 200, and fails the test otherwise. When the test ends
+// the process is killed if still running, and its log is written to the
+// test log if the test failed.
 func startNode(t testing.TB, args ...string) *Node {
 	t.Helper()
 	n := launchNode(t, args...)
