@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -498,4 +499,54 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 		}
 		time.Sleep(pollInterval)
 	}
+}
+
+// rebindablePorts hands out ports for a node that a test restarts on the
+// same address. A port picked by binding :0 comes from the kernel's
+// ephemeral range, where any outgoing connection on the machine may take it
+// while the node is down; these come from below that range, where only an
+// explicit bind takes a port, and each is handed out once per test binary.
+var rebindablePorts struct {
+	sync.Mutex
+	next int
+}
+
+// rebindableAddr returns 127.0.0.1:N for a free port N below the kernel's
+// ephemeral port range, for a node that is restarted on the same address.
+func rebindableAddr(t testing.TB) string {
+	t.Helper()
+	low := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
+	rebindablePorts.Lock()
+	defer rebindablePorts.Unlock()
+	if rebindablePorts.next == 0 {
+		// Start at a place of this process's own, so that two test binaries
+		// running at once seldom try the same ports.
+		rebindablePorts.next = 10000 + os.Getpid()%10000
+	}
+	for tries := 0; tries < 1000; tries++ {
+		port := rebindablePorts.next
+		rebindablePorts.next++
+		if port >= low {
+			rebindablePorts.next = 10000
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // taken
+		}
+		if err := ln.Close(); err != nil {
+			t.Fatalf("close %s: %v", addr, err)
+		}
+		return addr
+	}
+	t.Fatalf("no free port below %d", low)
+	return ""
 }

@@ -512,8 +512,8 @@ func TestPeerServesOnDemandMessageAfterLeaderKilled(t *testing.T) {
 // the peer catches up by itself and gets blocks by gossip again.
 func TestPeerCatchUpAfterGap(t *testing.T) {
 	t.Parallel()
-	ldb := t.TempDir()
-	leader := startNode(t, "--leader", "--test-mode", "--db-path", ldb)
+	ldb, addr := t.TempDir(), rebindableAddr(t)
+	leader := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	submitAll(t, leader, signed(newSender(t), 1, 4, "before the peer"))
 	leader.WaitHeight(30, 10*time.Second)
 
@@ -539,7 +539,7 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 
 	// The leader is back, at the same address: the peer catches up alone.
 	off := len(peer.Logs())
-	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", strings.TrimPrefix(leader.URL(), "http://"))
+	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	if leader2.URL() != leader.URL() {
 		t.Fatalf("restarted leader serves on %s, want %s", leader2.URL(), leader.URL())
 	}
@@ -557,15 +557,15 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 // now and takes blocks by gossip again, not only by polling.
 func TestPeerRegainsGossipAfterFastLeaderRestart(t *testing.T) {
 	t.Parallel()
-	ldb := t.TempDir()
-	leader := startNode(t, "--leader", "--test-mode", "--db-path", ldb)
+	ldb, addr := t.TempDir(), rebindableAddr(t)
+	leader := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	peer := startPeer(t, leader, "--log-level", "debug")
 	peer.WaitLog("Received block by gossip", syncTimeout)
 	before := leader.Health().P2PAddrs
 
 	leader.Kill()
 	off := len(peer.Logs())
-	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", strings.TrimPrefix(leader.URL(), "http://"))
+	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	if after := leader2.Health().P2PAddrs; slices.Equal(after, before) {
 		t.Fatalf("the restarted leader listens on %v again: the test needs a new port", after)
 	}
