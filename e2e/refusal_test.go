@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/store/storetest"
 )
 
 // blockKey is SPEC's key of the block at height: "block:" + 8 bytes big-endian.
@@ -213,25 +213,8 @@ func TestCorruptDatabaseRefused(t *testing.T) {
 	t.Run("bit flipped in a table file", func(t *testing.T) {
 		t.Parallel()
 		db := corrupted(t, func(*pebble.DB) error { return nil })
-		tables, _ := filepath.Glob(filepath.Join(db, "chain", "*.sst"))
 		sig := record[len(record)/2 : len(record)/2+32] // inside hashes and signatures: no run compression shortens
-		damaged := false
-		for _, path := range tables {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if at := bytes.Index(data, sig); at >= 0 {
-				data[at+16] ^= 0x01
-				if err := os.WriteFile(path, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				damaged = true
-			}
-		}
-		if !damaged {
-			t.Fatalf("block %d's record is in none of the table files %v", target, tables)
-		}
+		storetest.FlipBitInTables(t, filepath.Join(db, "chain"), sig, 16, true)
 		refusedNaming(t, db, fmt.Sprintf("at most %d", target), func(h uint64) bool { return h <= target })
 	})
 	// One flipped bit at offsets spread over the record. With the encoding

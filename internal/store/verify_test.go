@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
+	"github.com/kimura-ledger/kimura/internal/store/storetest"
 )
 
 // sizes50 is a chain of 50 blocks with 0..4 messages each.
@@ -278,25 +277,7 @@ func TestChainIntegrityDamagedTableFile(t *testing.T) {
 	}
 	const target = 150
 	sig := blocks[target].Signature[:]
-	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	damaged := false
-	for _, path := range tables {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if at := bytes.Index(data, sig); at >= 0 {
-			data[at+len(sig)/2] ^= 0x01
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			damaged = true
-			break
-		}
-	}
-	if !damaged {
-		t.Fatalf("block %d's signature is in none of the table files %v", target, tables)
-	}
+	storetest.FlipBitInTables(t, dir, sig, len(sig)/2, false)
 
 	s = mustOpen(t, dir)
 	t.Cleanup(func() { _ = s.Close() })
