@@ -29,17 +29,15 @@ func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
 func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, error) {
 	var self chain.PublicKey
 	copy(self[:], key.Public().(ed25519.PublicKey))
-	pinned, ok, err := st.Producer()
+	producer, known, err := st.ChainProducer()
 	if err != nil {
 		return nil, err
 	}
-	if ok && pinned != self {
-		return nil, fmt.Errorf("%w: blocks are signed by %x, %s holds %x", ErrWrongProducer, pinned[:], cfg.keyPath(), self[:])
+	if known && producer != self {
+		return nil, fmt.Errorf("%w: blocks are signed by %x, %s holds %x", ErrWrongProducer, producer[:], cfg.keyPath(), self[:])
 	}
-	if !ok {
-		if err := st.SetProducer(self); err != nil {
-			return nil, err
-		}
+	if err := st.SetProducer(self); err != nil { // pins it when the pin is missing
+		return nil, err
 	}
 	pool, err := mempool.Open(st, mempool.Options{MaxContent: cfg.MaxMessageBytes, MaxBytes: cfg.MaxPendingBytes, Now: nowMillis})
 	if err != nil {

@@ -57,7 +57,7 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 	if err != nil {
 		return 0, corrupt(0, "chain metadata unreadable: %v", err)
 	}
-	producer, err := s.chainProducer(last)
+	producer, _, err := s.chainProducer(last)
 	if err != nil {
 		return 0, err
 	}
@@ -89,29 +89,37 @@ func (s *Store) VerifyChain(ctx context.Context, progress func(Progress)) (uint6
 	return last + 1, nil
 }
 
-// chainProducer returns the key every block after genesis must be signed by:
-// the pinned one, or else block 1's.
-func (s *Store) chainProducer(last uint64) (chain.PublicKey, error) {
+// ChainProducer returns the key every block after genesis is signed by: the
+// pinned one (meta:producer), or else block 1's. known is false when there
+// is neither, a chain of genesis alone with nothing pinned. A leader whose
+// key is not the known one must not extend the chain, even when the pin was
+// lost: its blocks would make the chain fail its next integrity check.
+func (s *Store) ChainProducer() (producer chain.PublicKey, known bool, err error) {
+	return s.chainProducer(s.Tip().Height)
+}
+
+// chainProducer is ChainProducer for a chain whose tip is at last.
+func (s *Store) chainProducer(last uint64) (chain.PublicKey, bool, error) {
 	producer, pinned, err := s.Producer()
 	if err != nil {
-		return producer, corrupt(0, "meta:producer unreadable: %v", err)
+		return producer, false, corrupt(0, "meta:producer unreadable: %v", err)
 	}
 	if pinned || last == 0 {
-		return producer, nil
+		return producer, pinned, nil
 	}
 	v, err := s.get(blockKey(1))
 	if err != nil {
-		return producer, corrupt(1, "block missing: %v", err)
+		return producer, false, corrupt(1, "block missing: %v", err)
 	}
 	rec, cerr := openStoredBlock(1, v)
 	if cerr != nil {
-		return producer, cerr
+		return producer, false, cerr
 	}
 	b, err := chain.DecodeBlock(rec)
 	if err != nil {
-		return producer, corrupt(1, "block record does not decode: %v", err)
+		return producer, false, corrupt(1, "block record does not decode: %v", err)
 	}
-	return b.Producer, nil
+	return b.Producer, true, nil
 }
 
 // scanBlocks reads blocks 0..last in key order and feeds them to st in
