@@ -569,6 +569,14 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if n, err := batchLen(body); err != nil || n > 0 {
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		} else {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", n, MaxBatch))
+		}
+		return
+	}
 	// Fast path: a well-typed batch decodes in one pass, with goccy/go-json
 	// (an encoding/json work-alike at about half its cost; JSON was a tenth
 	// of the leader's CPU under batch load). Only when that fails is the

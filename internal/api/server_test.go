@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -569,6 +570,43 @@ func TestPostMessages(t *testing.T) {
 
 	for _, bad := range []string{"", "nope", "[]", `{"messages": {}}`, `{"messages": "x"}`, `{}`, `{"messages": null}`, `{"messages": [`} {
 		wantError(t, n.do(http.MethodPost, "/messages", bad), http.StatusBadRequest, false)
+	}
+}
+
+// A batch is counted before its elements are decoded: 1.5 million empty
+// elements (4.5 MB) are refused as too many without a Submission made for
+// each (hundreds of MB), and the count is of the messages field alone,
+// found as encoding/json finds it (any case), whatever else the body holds.
+func TestPostMessagesCountedBeforeDecoding(t *testing.T) {
+	n := newNode(t)
+	const elements = 1_500_000
+	huge := `{"messages":[` + strings.Repeat("{},", elements-1) + `{}]}`
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r := n.do(http.MethodPost, "/messages", huge)
+	runtime.ReadMemStats(&after)
+	wantError(t, r, http.StatusBadRequest, false)
+	if want := fmt.Sprintf("%d messages, at most %d", elements, api.MaxBatch); !strings.Contains(string(r.body), want) {
+		t.Errorf("answer %s, want the reason %q", r.body, want)
+	}
+	// The body itself is held a few times over (client, server, test);
+	// decoding it would take about 100 bytes an element.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8*uint64(len(huge)) {
+		t.Errorf("refusing a batch of %d bytes allocated %d MB", len(huge), alloc>>20)
+	}
+
+	wantError(t, n.do(http.MethodPost, "/messages", `{"MESSAGES":[`+strings.Repeat("{},", api.MaxBatch)+`{}]}`), http.StatusBadRequest, false)
+
+	// More than MaxBatch values beside the field, the field itself full.
+	many := make([]string, api.MaxBatch)
+	for i := range many {
+		many[i] = submission(sign(uint64(1+i), "m"))
+	}
+	body := `{"other":[` + strings.Repeat("0,", 2*api.MaxBatch) + `0],"messages":[` + strings.Join(many, ",") + `]}`
+	object(t, n.do(http.MethodPost, "/messages", body), http.StatusOK)
+	if n.pool.Len() != api.MaxBatch {
+		t.Fatalf("%d pending after a full batch beside another field, want %d", n.pool.Len(), api.MaxBatch)
 	}
 }
 
