@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
@@ -79,6 +80,7 @@ type Pool struct {
 	mu      sync.Mutex
 	nextSeq uint64
 	ids     map[chain.Hash]*store.Pending // pending or being written; nil value while being written
+	writes  map[chain.Hash]chan struct{}  // the IDs being written: closed when their write is done
 	queue   []*store.Pending              // durable, in acknowledgement order; queue[head:] is live
 	head    int
 	bytes   int64 // cost of the messages in ids
@@ -93,7 +95,8 @@ func Open(st Store, o Options) (*Pool, error) {
 	p := &Pool{
 		store: st, opt: o,
 		slots: make(chan struct{}, combiners()),
-		ids:   make(map[chain.Hash]*store.Pending, len(ps)),
+		ids:    make(map[chain.Hash]*store.Pending, len(ps)),
+		writes: make(map[chain.Hash]chan struct{}),
 	}
 	for i := range ps {
 		e := &ps[i]
@@ -195,35 +198,14 @@ func (p *Pool) process(batch []*request) {
 			errs[at[j]] = fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
-	pending := p.reserve(all, errs)
-	if len(pending) > 0 {
-		if err := p.store.AddPending(pending); err != nil {
-			p.release(pending)
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = fmt.Errorf("mempool: %w", err)
-				}
-			}
-			pending = nil
-		}
-	}
-	if len(pending) > 0 {
-		p.mu.Lock()
-		for i := range pending {
-			e := &pending[i]
-			p.ids[e.Message.ID()] = e
-			p.queue = append(p.queue, e)
-		}
-		p.mu.Unlock()
-	}
-	k := 0 // pending[k] is the next accepted message, in submission order
+	stamped := make([]*chain.Message, len(all))
+	p.admit(all, errs, stamped)
 	off := 0
 	for _, r := range batch {
 		copy(r.errs, errs[off:off+len(r.msgs)])
 		for i := range r.msgs {
 			if r.errs[i] == nil {
-				r.accepted = append(r.accepted, pending[k].Message)
-				k++
+				r.accepted = append(r.accepted, *stamped[off+i])
 			}
 		}
 		off += len(r.msgs)
@@ -231,12 +213,70 @@ func (p *Pool) process(batch []*request) {
 	}
 }
 
+// admit takes the messages of msgs that have no error yet: it reserves
+// them, writes them in one synced batch and makes them visible, and sets
+// either errs[i] or stamped[i] (the message as queued, with its timestamp)
+// for each.
+//
+// A message whose (sender, nonce) another combiner is writing at that
+// moment is neither pending nor confirmed yet, so it is not refused as a
+// duplicate: it waits for that write and is judged again, a duplicate if
+// the write made it durable, afresh if the write failed. admit waits only
+// once its own write is done, so two combiners never wait for each other.
+func (p *Pool) admit(msgs []chain.Message, errs []error, stamped []*chain.Message) {
+	written := make(chan struct{})
+	pending, from, waits := p.reserve(msgs, errs, written)
+	var err error
+	if len(pending) > 0 {
+		err = p.store.AddPending(pending)
+	}
+	p.mu.Lock()
+	for j := range pending {
+		e := &pending[j]
+		id := e.Message.ID()
+		delete(p.writes, id)
+		if err != nil {
+			delete(p.ids, id)
+			p.bytes -= cost(&e.Message)
+			errs[from[j]] = fmt.Errorf("mempool: %w", err)
+			continue
+		}
+		p.ids[id] = e
+		p.queue = append(p.queue, e)
+		stamped[from[j]] = &e.Message
+	}
+	p.mu.Unlock()
+	close(written)
+	if len(waits) == 0 {
+		return
+	}
+	again := make([]chain.Message, len(waits))
+	for k, w := range waits {
+		<-w.done
+		again[k] = msgs[w.i]
+	}
+	againErrs := make([]error, len(again))
+	againStamped := make([]*chain.Message, len(again))
+	p.admit(again, againErrs, againStamped)
+	for k, w := range waits {
+		errs[w.i], stamped[w.i] = againErrs[k], againStamped[k]
+	}
+}
+
+// inFlight is a message of a submission whose ID another write holds.
+type inFlight struct {
+	i    int           // its index in the submission
+	done chan struct{} // closed when that write is done
+}
+
 // reserve claims the IDs of the messages still without error, stamps them and
-// gives them sequence numbers; a duplicate (also within msgs) gets
-// ErrDuplicate, and a message the queue has no room for ErrFull.
-func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
+// gives them sequence numbers; from[j] is the index in msgs of pending[j],
+// whose write closes written when it is done. A duplicate (also within msgs)
+// gets ErrDuplicate, and a message the queue has no room for ErrFull; one
+// whose ID another write holds is left to wait for it (waits).
+func (p *Pool) reserve(msgs []chain.Message, errs []error, written chan struct{}) (pending []store.Pending, from []int, waits []inFlight) {
 	batch := make([]store.Pending, 0, len(msgs))
-	from := make([]int, 0, len(msgs)) // from[j]: the index in msgs of batch[j]
+	from = make([]int, 0, len(msgs))
 	ids := make([]chain.Hash, 0, len(msgs))
 	now := p.opt.Now()
 	p.mu.Lock()
@@ -245,8 +285,12 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 			continue
 		}
 		id := msgs[i].ID()
-		if _, taken := p.ids[id]; taken {
-			errs[i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, id)
+		if e, taken := p.ids[id]; taken {
+			if e == nil && !slices.Contains(ids, id) {
+				waits = append(waits, inFlight{i: i, done: p.writes[id]})
+			} else {
+				errs[i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, id)
+			}
 			continue
 		}
 		c := cost(&msgs[i])
@@ -256,6 +300,7 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 		}
 		p.bytes += c
 		p.ids[id] = nil
+		p.writes[id] = written
 		m := msgs[i]
 		m.Timestamp = now
 		batch = append(batch, store.Pending{Seq: p.nextSeq, Message: m})
@@ -266,7 +311,7 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 	p.mu.Unlock()
 	// A confirmed message left the pending set after its block committed, so
 	// once its ID is reserved, the store answers for it.
-	kept := batch[:0]
+	kept, keptFrom := batch[:0], from[:0]
 	var dropped []store.Pending
 	confirmed, err := p.store.HasMessages(ids)
 	for j, e := range batch {
@@ -278,20 +323,18 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) []store.Pending {
 			errs[from[j]] = fmt.Errorf("%w: %s is confirmed", ErrDuplicate, ids[j])
 			dropped = append(dropped, e)
 		default:
-			kept = append(kept, e)
+			kept, keptFrom = append(kept, e), append(keptFrom, from[j])
 		}
 	}
-	p.release(dropped)
-	return kept
-}
-
-func (p *Pool) release(batch []store.Pending) {
 	p.mu.Lock()
-	for i := range batch {
-		delete(p.ids, batch[i].Message.ID())
-		p.bytes -= cost(&batch[i].Message)
+	for i := range dropped {
+		id := dropped[i].Message.ID()
+		delete(p.ids, id)
+		delete(p.writes, id)
+		p.bytes -= cost(&dropped[i].Message)
 	}
 	p.mu.Unlock()
+	return kept, keptFrom, waits
 }
 
 // Get returns a durable pending message.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -514,13 +515,24 @@ func TestGetReturnsOnlyDurable(t *testing.T) {
 	if pool.Len() != 0 || len(pool.Peek(10)) != 0 {
 		t.Fatal("Len or Peek count a message that is not yet durable")
 	}
-	// Its ID is taken while it is written.
-	if _, errs := pool.Submit([]chain.Message{sign(1, "same nonce")}); !errors.Is(errs[0], mempool.ErrDuplicate) {
-		t.Fatalf("Submit of the in-flight (sender, nonce) = %v, want ErrDuplicate", errs[0])
+	// Its ID is taken while it is written, but the message is not pending
+	// yet: the same (sender, nonce) waits for the write to be judged.
+	same := make(chan []error, 1)
+	go func() {
+		_, errs := pool.Submit([]chain.Message{sign(1, "same nonce")})
+		same <- errs
+	}()
+	select {
+	case errs := <-same:
+		t.Fatalf("Submit of the in-flight (sender, nonce) answered %v before the write was done", errs)
+	case <-time.After(50 * time.Millisecond): // it must still be waiting: no answer to poll for
 	}
 	g.release <- nil
 	if errs := <-done; errs[0] != nil {
 		t.Fatal(errs[0])
+	}
+	if errs := <-same; !errors.Is(errs[0], mempool.ErrDuplicate) {
+		t.Fatalf("Submit of the (sender, nonce) that was in flight, once durable = %v, want ErrDuplicate", errs[0])
 	}
 	got, ok := pool.Get(m.ID())
 	if !ok || got.ID() != m.ID() || got.Timestamp == 0 {
@@ -532,6 +544,44 @@ func TestGetReturnsOnlyDurable(t *testing.T) {
 	}
 	if _, ok := pool.Get(chain.MessageID(m.Sender, 2)); ok {
 		t.Fatal("Get of an unknown ID succeeded")
+	}
+}
+
+// A submission of a (sender, nonce) whose first message is being written
+// waits for that write; when the write fails, it is judged afresh and
+// accepted, rather than refused as a duplicate of a message that never was.
+func TestInFlightDuplicateJudgedAgainWhenWriteFails(t *testing.T) {
+	e := newEnv(t)
+	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error)}
+	pool, err := mempool.Open(g, mempool.Options{MaxContent: maxContent, Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := sign(1, "first"), sign(1, "second, same nonce")
+	answers := func(m chain.Message) <-chan []error {
+		done := make(chan []error, 1)
+		go func() {
+			_, errs := pool.Submit([]chain.Message{m})
+			done <- errs
+		}()
+		return done
+	}
+	done1 := answers(first)
+	<-g.entered
+	done2 := answers(second)
+	injected := errors.New("disk full")
+	g.release <- injected
+	if errs := <-done1; !errors.Is(errs[0], injected) {
+		t.Fatalf("first Submit with a failing store = %v, want the store's error", errs[0])
+	}
+	<-g.entered // the second is written now
+	g.release <- nil
+	if errs := <-done2; errs[0] != nil {
+		t.Fatalf("second Submit after the first's write failed = %v, want accepted", errs[0])
+	}
+	got, ok := pool.Get(first.ID())
+	if !ok || got.Content != second.Content {
+		t.Fatalf("pending under the ID: %+v, %v; want the second message", got, ok)
 	}
 }
 
