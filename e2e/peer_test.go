@@ -724,6 +724,27 @@ func TestPeerRefusesOtherLeader(t *testing.T) {
 	})
 }
 
+// TestPeerRefusesPeerAsLeader: a new peer whose --leader-rpc names another
+// peer exits 1 saying so, and pins nothing: pointed at the real leader
+// afterwards, it follows it.
+func TestPeerRefusesPeerAsLeader(t *testing.T) {
+	t.Parallel()
+	leader := startNode(t, "--leader", "--test-mode")
+	first := startPeer(t, leader)
+	pdb := t.TempDir()
+	refused := launchNode(t, "--leader-rpc", first.URL(), "--db-path", pdb)
+	if code := refused.ExitCode(runTimeout); code != 1 {
+		t.Fatalf("peer pointed at a peer: exit code %d, want 1", code)
+	}
+	if logs := refused.Logs(); !strings.Contains(logs, `role "peer"`) {
+		t.Errorf("peer pointed at a peer: its output does not say the node is a peer:\n%s", logs)
+	}
+	second := startPeer(t, leader, "--db-path", pdb)
+	target := heightOf(t, leader)
+	second.WaitHeight(target, syncTimeout)
+	checkChain(t, sameBlocks(t, leader, second, 0, target))
+}
+
 // TestPeerLeaderAddrFlag: a peer given --leader-addr dials that address, not
 // the ones the leader reports, and follows the leader by gossip through it.
 // The address is a TCP relay to the leader's libp2p port, which only the flag

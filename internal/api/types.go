@@ -66,6 +66,12 @@ type Result struct {
 	Code   int         `json:"code,omitempty"`
 }
 
+// The roles GET /health reports.
+const (
+	RoleLeader = "leader"
+	RolePeer   = "peer"
+)
+
 // Health is the answer to GET /health.
 type Health struct {
 	Status      string     `json:"status"`

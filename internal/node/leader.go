@@ -109,7 +109,7 @@ type leaderChain struct {
 }
 
 func (c *leaderChain) Health() api.Health {
-	return health("leader", c.l.st, c.host, c.l.pool.Len())
+	return health(api.RoleLeader, c.l.st, c.host, c.l.pool.Len())
 }
 
 func (c *leaderChain) Message(_ context.Context, id chain.Hash) (api.Message, error) {

@@ -137,13 +137,19 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 	}
 }
 
-// contact asks the leader who it is, refuses another genesis, another
+// contact asks the leader who it is, refuses a node that is not a leader,
+// another genesis, another
 // producer than the pinned one or another peer ID than --leader-addr
 // names, and pins the producer at first contact.
 func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error) {
 	info, err := p.leader.Health(ctx)
 	if err != nil {
 		return info, chain.PublicKey{}, err
+	}
+	if info.Role != api.RoleLeader {
+		// Another peer, or this node itself: pinning its key would refuse
+		// every block of the real leader, and the real leader for good.
+		return info, chain.PublicKey{}, fmt.Errorf("%w: it reports role %q, not %q", ErrWrongLeader, info.Role, api.RoleLeader)
 	}
 	if info.GenesisHash != chain.GenesisHash {
 		return info, chain.PublicKey{}, fmt.Errorf("%w: its genesis is %s, ours %s", ErrWrongLeader, info.GenesisHash, chain.GenesisHash)
@@ -284,7 +290,7 @@ type peerChain struct {
 	host *p2p.Host
 }
 
-func (c *peerChain) Health() api.Health { return health("peer", c.p.st, c.host, 0) }
+func (c *peerChain) Health() api.Health { return health(api.RolePeer, c.p.st, c.host, 0) }
 
 // Message serves a stored message, or fetches it from the leader: a
 // confirmed one is verified against this peer's own block and kept; a

@@ -307,7 +307,7 @@ func TestPeerRefusesLeaderWithAnotherProducer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := fakeLeader(t, api.Health{Status: "ok", Role: "leader", GenesisHash: chain.GenesisHash, PeerID: id}, nil)
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.GenesisHash, PeerID: id}, nil)
 	f := newFixture(t, srv.URL)
 	_, _, err = f.peer.contact(context.Background())
 	if !errors.Is(err, ErrWrongLeader) {
@@ -321,7 +321,7 @@ func TestPeerRefusesLeaderWithAnotherProducer(t *testing.T) {
 func TestPeerRefusesLeaderWithAnotherGenesis(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	id, _ := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
-	srv := fakeLeader(t, api.Health{GenesisHash: chain.Hash{1}, PeerID: id}, nil)
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.Hash{1}, PeerID: id}, nil)
 	st, err := store.Open(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -333,5 +333,26 @@ func TestPeerRefusesLeaderWithAnotherGenesis(t *testing.T) {
 	}
 	if _, ok, _ := st.Producer(); ok {
 		t.Fatal("a producer was pinned from a refused leader")
+	}
+}
+
+// A --leader-rpc that names another peer (or this node) is refused before
+// anything is pinned: its key would make the real leader's blocks, and the
+// real leader itself, refused for good.
+func TestPeerRefusesNodeThatIsNotLeader(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	id, _ := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RolePeer, GenesisHash: chain.GenesisHash, PeerID: id}, nil)
+	st, err := store.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
+		t.Fatalf("contact with a peer = %v, want ErrWrongLeader", err)
+	}
+	if _, ok, _ := st.Producer(); ok {
+		t.Fatal("a producer was pinned from a node that is not the leader")
 	}
 }
