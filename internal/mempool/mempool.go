@@ -94,7 +94,7 @@ func Open(st Store, o Options) (*Pool, error) {
 	}
 	p := &Pool{
 		store: st, opt: o,
-		slots: make(chan struct{}, combiners()),
+		slots:  make(chan struct{}, combiners()),
 		ids:    make(map[chain.Hash]*store.Pending, len(ps)),
 		writes: make(map[chain.Hash]chan struct{}),
 	}
