@@ -33,16 +33,25 @@ type Client struct {
 func NewClient(base string) *Client {
 	return &Client{
 		base: strings.TrimRight(base, "/"),
-		http: &http.Client{
-			Timeout: 30 * time.Second,
-			Transport: &http.Transport{
-				Proxy:               nil, // a node is always dialled directly
-				MaxIdleConnsPerHost: 64,
-				IdleConnTimeout:     90 * time.Second,
-			},
-		},
+		http: &http.Client{Timeout: 30 * time.Second, Transport: directTransport()},
 	}
 }
+
+// directTransport is the transport of every request a node makes to
+// another: dialled directly, never through a proxy named in the
+// environment (HTTP_PROXY and the like), since a node dials only addresses
+// it was given or learned from the leader.
+func directTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+}
+
+// CloseIdleConnections closes the client's idle keep-alive connections,
+// for a node that stops following.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
 // MaxAnswer bounds the answers whose size the API bounds: a GET /blocks
 // answer holds MaxBlocksBytes of records or one block alone, which is at

@@ -170,3 +170,21 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 		t.Errorf("Message answered about another message: %v", err)
 	}
 }
+
+// A node dials other nodes directly: neither its client nor a peer's
+// forwarding to the leader takes a proxy from the environment (HTTP_PROXY
+// and the like), which would be an address nobody gave it.
+func TestNodeRequestsUseNoProxy(t *testing.T) {
+	srv := api.NewServer(api.Config{Chain: nil, LeaderURL: "http://leader.example:8545", MaxContent: 1024})
+	client, forward := api.Transports(api.NewClient("http://leader.example:8545"), srv)
+	for name, rt := range map[string]http.RoundTripper{"client": client, "forwarding": forward} {
+		tr, ok := rt.(*http.Transport)
+		if !ok {
+			t.Errorf("%s: transport %T, want *http.Transport", name, rt)
+			continue
+		}
+		if tr.Proxy != nil {
+			t.Errorf("%s: the transport has a proxy function; want none", name)
+		}
+	}
+}

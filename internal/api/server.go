@@ -130,7 +130,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.BodyGrace <= 0 {
 		cfg.BodyGrace = DefaultBodyGrace
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), listings: make(chan struct{}, MaxListings)}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout, Transport: directTransport()}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), listings: make(chan struct{}, MaxListings)}
 	routes := []struct {
 		path string
 		verb string
@@ -641,6 +641,10 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		Results []Result `json:"results"`
 	}{results})
 }
+
+// CloseIdleConnections closes the idle connections of the forwarding to
+// the leader, for a node that stops.
+func (s *Server) CloseIdleConnections() { s.forward.CloseIdleConnections() }
 
 // forwardToLeader passes a submission of at most n messages to the leader as
 // it is and returns the leader's status and body; 503 when the leader cannot

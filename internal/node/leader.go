@@ -47,6 +47,9 @@ func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, e
 	return &leader{cfg: cfg, st: st, key: key, pool: pool}, nil
 }
 
+// stop has nothing to release: the leader dials no one over HTTP.
+func (l *leader) stop() {}
+
 func (l *leader) handler(host *p2p.Host) http.Handler {
 	return api.NewServer(api.Config{
 		Chain:      &leaderChain{blocks: blocks{l.st}, l: l, host: host},

@@ -156,6 +156,7 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	wg.Wait()
 	cancel()
 	<-roleDone
+	role.stop()
 	// Close does not wait for handlers; one still running when the store is
 	// closed would crash on it. Every acknowledged write is synced already,
 	// so leaving the store for the process's exit to release loses nothing.
@@ -203,6 +204,9 @@ type roleRunner interface {
 	// run does the role's work until ctx is done, then returns nil having
 	// finished what it had in hand.
 	run(ctx context.Context, host *p2p.Host) error
+	// stop releases what the role holds besides the store and the host,
+	// once run has returned and the HTTP server has stopped.
+	stop()
 }
 
 // health fills in what every role reports the same way.

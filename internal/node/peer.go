@@ -39,6 +39,7 @@ type peer struct {
 	cfg    *Config
 	st     *store.Store
 	leader *api.Client
+	api    *api.Server // set by handler
 }
 
 func newPeer(cfg *Config, st *store.Store) *peer {
@@ -46,12 +47,22 @@ func newPeer(cfg *Config, st *store.Store) *peer {
 }
 
 func (p *peer) handler(host *p2p.Host) http.Handler {
-	return api.NewServer(api.Config{
+	p.api = api.NewServer(api.Config{
 		Chain:      &peerChain{blocks: blocks{p.st}, p: p, host: host},
 		LeaderURL:  p.cfg.LeaderRPC,
 		MaxContent: p.cfg.MaxMessageBytes,
 		Log:        p.cfg.Log,
 	})
+	return p.api
+}
+
+// stop closes the peer's idle connections to the leader: its own and the
+// API's forwarding.
+func (p *peer) stop() {
+	p.leader.CloseIdleConnections()
+	if p.api != nil {
+		p.api.CloseIdleConnections()
+	}
 }
 
 // run follows the leader until ctx is done. While the leader is away the

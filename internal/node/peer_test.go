@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/kimura-ledger/kimura/internal/api"
 	"github.com/kimura-ledger/kimura/internal/chain"
 	"github.com/kimura-ledger/kimura/internal/p2p"
@@ -354,5 +356,23 @@ func TestPeerRefusesNodeThatIsNotLeader(t *testing.T) {
 	}
 	if _, ok, _ := st.Producer(); ok {
 		t.Fatal("a producer was pinned from a node that is not the leader")
+	}
+}
+
+// stop leaves no connection to the leader behind: the peer's keep-alive
+// connections (and their goroutines) end with it.
+func TestPeerStopClosesConnectionsToLeader(t *testing.T) {
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.GenesisHash}, nil)
+	f := newFixture(t, srv.URL)
+	before := goleak.IgnoreCurrent()
+	if _, err := f.peer.leader.Health(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := goleak.Find(before); err == nil {
+		t.Fatal("no connection goroutine after a request: the test sees nothing")
+	}
+	f.peer.stop()
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("after stop: %v", err)
 	}
 }
