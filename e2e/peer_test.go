@@ -745,6 +745,29 @@ func TestPeerRefusesPeerAsLeader(t *testing.T) {
 	checkChain(t, sameBlocks(t, leader, second, 0, target))
 }
 
+// TestPeerPollsWhileLeaderAddrHangs: a leader p2p address that takes
+// connections but never answers (a dial waits out libp2p's timeout of
+// several seconds) holds up neither the first catch-up nor the polls
+// after it: the peer keeps up with the leader by polling, every second.
+func TestPeerPollsWhileLeaderAddrHangs(t *testing.T) {
+	t.Parallel()
+	leader := startNode(t, "--leader", "--test-mode")
+	tarpit, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: the kernel completes handshakes, nothing answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tarpit.Close() })
+	port := tarpit.Addr().(*net.TCPAddr).Port
+	peer := startPeer(t, leader, "--leader-addr", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, leader.Health().PeerID))
+	for range 3 {
+		target := leader.WaitHeight(heightOf(t, leader)+5, syncTimeout)
+		peer.WaitHeight(target, 2500*time.Millisecond) // a poll a second, and room for a slow machine
+	}
+	if strings.Contains(peer.Logs(), "Received block by gossip") {
+		t.Error("the peer received gossip through an address that never answers")
+	}
+}
+
 // TestPeerLeaderAddrFlag: a peer given --leader-addr dials that address, not
 // the ones the leader reports, and follows the leader by gossip through it.
 // The address is a TCP relay to the leader's libp2p port, which only the flag

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
@@ -40,10 +43,19 @@ type peer struct {
 	st     *store.Store
 	leader *api.Client
 	api    *api.Server // set by handler
+
+	// batch is how many blocks the next catch-up request asks for: it
+	// shrinks after a failed request, so that a link too slow to carry a
+	// full answer within the client's timeout still moves, and grows back
+	// with each answer. Only the run goroutine uses it.
+	batch int
+
+	dialing atomic.Bool    // a p2p dial to the leader is under way
+	dials   sync.WaitGroup // the dials run started
 }
 
 func newPeer(cfg *Config, st *store.Store) *peer {
-	return &peer{cfg: cfg, st: st, leader: api.NewClient(cfg.LeaderRPC)}
+	return &peer{cfg: cfg, st: st, leader: api.NewClient(cfg.LeaderRPC), batch: catchUpBatch}
 }
 
 func (p *peer) handler(host *p2p.Host) http.Handler {
@@ -69,6 +81,7 @@ func (p *peer) stop() {
 // peer keeps serving what it has and retries with backoff; when the leader
 // is back it catches up by itself. Only a leader it must refuse is fatal.
 func (p *peer) run(ctx context.Context, host *p2p.Host) error {
+	defer p.dials.Wait()
 	wait := retryMin
 	for {
 		followed, err := p.follow(ctx, host)
@@ -93,7 +106,9 @@ func (p *peer) run(ctx context.Context, host *p2p.Host) error {
 
 // follow contacts the leader, catches up and then applies gossiped blocks
 // until the leader is lost (it returns the reason) or ctx is done. followed
-// says whether contact was made.
+// says whether the peer caught up with the leader: a leader that answers
+// but whose blocks cannot be taken (refused, or too slow to arrive) is
+// retried with backoff, as one that is away.
 func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ error) {
 	info, producer, err := p.contact(ctx)
 	if err != nil {
@@ -102,12 +117,9 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 	if err := host.AcceptFrom(info.PeerID); err != nil {
 		return false, err
 	}
-	if err := p.connect(ctx, host, info); err != nil {
-		// Gossip is the fast path only: polling and catch-up still work.
-		p.cfg.Log.Warn("cannot connect to the leader over p2p; following by polling", "err", err)
-	}
+	p.dial(ctx, host, info, slog.LevelWarn)
 	if err := p.catchUp(ctx, producer); err != nil {
-		return true, err
+		return false, err
 	}
 	poll := time.NewTicker(leaderPoll)
 	defer poll.Stop()
@@ -140,9 +152,7 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 				if info, producer, err = p.contact(ctx); err != nil {
 					return true, err
 				}
-				if err := p.connect(ctx, host, info); err != nil {
-					p.cfg.Log.Debug("p2p reconnect failed", "err", err)
-				}
+				p.dial(ctx, host, info, slog.LevelDebug)
 			}
 		}
 	}
@@ -191,6 +201,25 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 		p.cfg.Log.Info("Pinned producer key", "producer", fmt.Sprintf("%x", producer[:]), "leader", info.PeerID)
 	}
 	return info, producer, nil
+}
+
+// dial connects to the leader over libp2p in the background, one attempt
+// at a time, so that an address that does not answer (a dial may wait out
+// libp2p's timeout of several seconds) never holds up polling and catch-up;
+// a failure is logged at level. Gossip is the fast path only: polling and
+// catch-up work without it.
+func (p *peer) dial(ctx context.Context, host *p2p.Host, info api.Health, level slog.Level) {
+	if !p.dialing.CompareAndSwap(false, true) {
+		return
+	}
+	p.dials.Add(1)
+	go func() {
+		defer p.dials.Done()
+		defer p.dialing.Store(false)
+		if err := p.connect(ctx, host, info); err != nil && ctx.Err() == nil {
+			p.cfg.Log.Log(ctx, level, "cannot connect to the leader over p2p; following by polling", "err", err)
+		}
+	}()
 }
 
 // connect dials the leader over libp2p: --leader-addr if given, else the
@@ -277,10 +306,12 @@ func countEntries(blocks []*chain.Block) int {
 func (p *peer) catchUp(ctx context.Context, producer chain.PublicKey) error {
 	for {
 		from := p.st.Tip().Height + 1
-		blocks, err := p.leader.BlockRecords(ctx, from, catchUpBatch)
+		blocks, err := p.leader.BlockRecords(ctx, from, p.batch)
 		if err != nil {
+			p.batch = max(p.batch/4, 1)
 			return err
 		}
+		p.batch = min(2*p.batch, catchUpBatch)
 		if len(blocks) == 0 {
 			return nil
 		}

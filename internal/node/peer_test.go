@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -374,5 +377,103 @@ func TestPeerStopClosesConnectionsToLeader(t *testing.T) {
 	f.peer.stop()
 	if err := goleak.Find(before); err != nil {
 		t.Errorf("after stop: %v", err)
+	}
+}
+
+// A leader whose answers to large catch-up requests fail (here: any over
+// 100 blocks, as a link too slow to carry them within the client's
+// timeout would) is still caught up with: the requests shrink after a
+// failure and grow again after each answer.
+func TestPeerCatchUpShrinksRequestsThatFail(t *testing.T) {
+	var (
+		f      *fixture
+		blocks []*chain.Block
+		mu     sync.Mutex
+		asked  []int // the limit of each request
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /blocks", func(w http.ResponseWriter, r *http.Request) {
+		from, _ := strconv.Atoi(r.URL.Query().Get("from"))
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		mu.Lock()
+		asked = append(asked, limit)
+		mu.Unlock()
+		if limit > 100 {
+			http.Error(w, `{"error":"too slow"}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", api.BlockRecordsType)
+		var out []byte
+		for h := from; h <= len(blocks) && h < from+limit; h++ {
+			rec := blocks[h-1].Encode()
+			out = binary.BigEndian.AppendUint32(out, uint32(len(rec)))
+			out = append(out, rec...)
+		}
+		_, _ = w.Write(out)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f = newFixture(t, srv.URL)
+	parent := chain.Genesis()
+	for range 300 {
+		parent = f.next(parent)
+		blocks = append(blocks, parent)
+	}
+	for range 20 { // each failed request ends a catch-up; the run loop retries
+		if err := f.peer.catchUp(context.Background(), f.producer); err == nil {
+			break
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if tip := f.st.Tip(); tip.Height != 300 {
+		t.Fatalf("peer at height %d after catching up, want 300 (requests asked for %v)", tip.Height, asked)
+	}
+}
+
+// A leader that answers but whose blocks are refused (here: signed by
+// another key than the one it reports) is not being followed: follow says
+// so, and run backs off from it as from a leader that is away, instead of
+// asking it for blocks ten times a second.
+func TestPeerRefusedCatchUpIsNotFollowing(t *testing.T) {
+	_, leaderKey, _ := ed25519.GenerateKey(nil)
+	id, err := p2p.PeerIDFromPublicKey(leaderKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, forger, _ := ed25519.GenerateKey(nil)
+	forged := chain.Seal(&chain.Genesis().Header, nil, 1, forger).Encode()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.GenesisHash, PeerID: id, P2PAddrs: []string{}})
+	})
+	mux.HandleFunc("GET /blocks", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", api.BlockRecordsType)
+		if r.URL.Query().Get("from") == "1" {
+			_, _ = w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(forged))), forged...))
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	st, err := store.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	_, nodeKey, _ := ed25519.GenerateKey(nil)
+	host, err := p2p.New(t.Context(), p2p.Config{Key: nodeKey, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Close() })
+	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	t.Cleanup(p.dials.Wait)
+
+	followed, err := p.follow(t.Context(), host)
+	if followed || err == nil {
+		t.Fatalf("follow of a leader whose block 1 is refused = %v, %v; want false and the reason", followed, err)
+	}
+	if tip := st.Tip(); tip.Height != 0 {
+		t.Fatalf("peer stored the forged block: tip %d", tip.Height)
 	}
 }
