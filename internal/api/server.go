@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kimura-ledger/kimura/internal/chain"
 	"github.com/kimura-ledger/kimura/internal/mempool"
@@ -505,6 +506,10 @@ func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submiss
 	if !ok {
 		return Submission{}, false
 	}
+	if err := errNotUTF8(body); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return Submission{}, false
+	}
 	var sub Submission
 	if gojson.Unmarshal(body, &sub) == nil {
 		return sub, true
@@ -585,7 +590,9 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	var typed struct {
 		Messages []Submission `json:"messages"`
 	}
-	if err := gojson.Unmarshal(body, &typed); err != nil {
+	// A body that is not UTF-8 takes the slow path, where each element is
+	// checked on its own (the decoders would replace each bad byte).
+	if err := errNotUTF8(body); err != nil || gojson.Unmarshal(body, &typed) != nil {
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
 			return
@@ -613,7 +620,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if typed.Messages != nil {
 			sub = typed.Messages[i]
-		} else {
+		} else if err = errNotUTF8(raw); err == nil {
 			err = json.Unmarshal(raw, &sub)
 		}
 		if err == nil {
@@ -645,6 +652,16 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 // CloseIdleConnections closes the idle connections of the forwarding to
 // the leader, for a node that stops.
 func (s *Server) CloseIdleConnections() { s.forward.CloseIdleConnections() }
+
+// errNotUTF8 refuses JSON text that is not UTF-8. The decoders would
+// replace each bad byte with U+FFFD, three bytes, and judge content the
+// client never sent (413 for content within the limit).
+func errNotUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	return fmt.Errorf("%w: the JSON text is not UTF-8", chain.ErrBadContent)
+}
 
 // forwardToLeader passes a submission of at most n messages to the leader as
 // it is and returns the leader's status and body; 503 when the leader cannot

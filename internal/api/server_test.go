@@ -610,6 +610,41 @@ func TestPostMessagesCountedBeforeDecoding(t *testing.T) {
 	}
 }
 
+// Content that is not UTF-8, sent as raw bytes, is refused with 400 as
+// such, alone in a batch: not judged as the decoders would rewrite it (each
+// bad byte as U+FFFD, three bytes, so 200 bytes would read as 600, over the
+// 256-byte limit, and get 413).
+func TestPostContentNotUTF8(t *testing.T) {
+	n := newNode(t)
+	bad := strings.Repeat("\xff", 200)
+	raw := func(m chain.Message) string { // the content's bytes as they are, not escaped
+		return strings.Replace(submission(m), `"content":"x"`, `"content":"`+bad+`"`, 1)
+	}
+	m := sign(1, bad)
+	m.Content = "x"
+	body := raw(m)
+	if !strings.Contains(body, bad) {
+		t.Fatalf("test body does not hold the raw bytes: %q", body)
+	}
+	r := n.do(http.MethodPost, "/message", body)
+	wantError(t, r, http.StatusBadRequest, false)
+	if !strings.Contains(string(r.body), "UTF-8") {
+		t.Errorf("answer %s does not say UTF-8", r.body)
+	}
+
+	batch := `{"messages":[` + raw(m) + `,` + submission(sign(2, "fine")) + `]}`
+	results := field[[]map[string]json.RawMessage](t, object(t, n.do(http.MethodPost, "/messages", batch), http.StatusOK), "results")
+	if len(results) != 2 || field[int](t, results[0], "code") != http.StatusBadRequest || !strings.Contains(string(results[0]["error"]), "UTF-8") {
+		t.Fatalf("batch results %v; want the first refused with 400 for UTF-8", results)
+	}
+	if _, ok := results[1]["code"]; ok {
+		t.Fatalf("batch results %v; want the second accepted", results)
+	}
+	if n.pool.Len() != 1 {
+		t.Fatalf("%d pending, want 1", n.pool.Len())
+	}
+}
+
 func TestUnknownPath(t *testing.T) {
 	n := newNode(t)
 	for _, p := range []string{"/", "/nope", "/block", "/block/1/extra", "/healthz", "/blocks/1", "/health/"} {
