@@ -11,3 +11,13 @@ func (s *Server) BatchSlots() (held, total int) { return len(s.batches), cap(s.b
 func Transports(c *Client, s *Server) (client, forward http.RoundTripper) {
 	return c.http.Transport, s.forward.Transport
 }
+
+// BodiesHeld reports whether any submission body holds bytes of the body
+// budget now (tests only).
+func (s *Server) BodiesHeld() bool {
+	if s.bodies.TryAcquire(s.bodyBudget) {
+		s.bodies.Release(s.bodyBudget)
+		return false
+	}
+	return true
+}

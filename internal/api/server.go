@@ -23,6 +23,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/kimura-ledger/kimura/internal/chain"
 	"github.com/kimura-ledger/kimura/internal/mempool"
 	"github.com/kimura-ledger/kimura/internal/store"
@@ -95,18 +97,28 @@ type Config struct {
 	// BodyGrace is how long a submission body may take before it must keep
 	// up MinBodyRate; zero means DefaultBodyGrace.
 	BodyGrace time.Duration
-	Log       *slog.Logger
+	// MaxBodyTime is the longest a submission body may take to arrive
+	// whatever its pace; zero means DefaultMaxBodyTime.
+	MaxBodyTime time.Duration
+	Log         *slog.Logger
 }
 
 // Slow bodies. A submission body must arrive at an average of at least
-// MinBodyRate bytes a second once BodyGrace has passed; a client that falls
-// behind is answered 408 and its connection closed. Without this, a few
-// clients trickling batch bodies would hold every batch slot (see
-// Server.batches) for as long as they liked. At the floor rate the largest
-// single submission (64 KiB of content) has over 16 s.
+// MinBodyRate bytes a second once BodyGrace has passed, and whole within
+// MaxBodyTime; a client that falls behind is answered 408 and its
+// connection closed. At the floor rate the largest single submission (64
+// KiB of content) has over 16 s; a body of MaxBody needs about 1.1 MB/s.
+//
+// Bodies are read before a batch takes one of the batch slots, so a slow
+// body holds no slot; what bounds the memory of bodies being read is a
+// budget of bytes (Server.bodies) that a body takes as its bytes arrive.
+// A client that trickles holds only what it has sent, and for at most
+// MaxBodyTime: to keep the budget from others it would have to send it
+// whole again and again.
 const (
-	DefaultBodyGrace = 10 * time.Second
-	MinBodyRate      = 64 << 10
+	DefaultBodyGrace   = 10 * time.Second
+	DefaultMaxBodyTime = 2 * time.Minute
+	MinBodyRate        = 64 << 10
 )
 
 // Server routes HTTP requests to a node.
@@ -114,10 +126,15 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	forward *http.Client
-	// batches bounds the POST /messages bodies held at once: a client
-	// waits (its body unread, so TCP holds it back) rather than the node
-	// buffering every concurrent batch in memory.
+	// batches bounds the POST /messages batches decoded and judged at once;
+	// a batch takes a slot once its body has arrived.
 	batches chan struct{}
+	// bodies bounds the bytes of submission bodies held at once: a body
+	// takes its bytes from it as they arrive and gives them back when its
+	// request is done; a client whose body finds none left waits (its body
+	// unread, so TCP holds it back).
+	bodies     *semaphore.Weighted
+	bodyBudget int64 // the size of bodies
 	// listings bounds the answers of a block with its messages built at
 	// once (see MaxListings).
 	listings chan struct{}
@@ -131,7 +148,18 @@ func NewServer(cfg Config) *Server {
 	if cfg.BodyGrace <= 0 {
 		cfg.BodyGrace = DefaultBodyGrace
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), forward: &http.Client{Timeout: ForwardTimeout, Transport: directTransport()}, batches: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), listings: make(chan struct{}, MaxListings)}
+	if cfg.MaxBodyTime <= 0 {
+		cfg.MaxBodyTime = DefaultMaxBodyTime
+	}
+	slots := 2 * runtime.GOMAXPROCS(0)
+	s := &Server{
+		cfg: cfg, mux: http.NewServeMux(),
+		forward:    &http.Client{Timeout: ForwardTimeout, Transport: directTransport()},
+		batches:    make(chan struct{}, slots),
+		bodies:     semaphore.NewWeighted(int64(slots) * MaxBody),
+		bodyBudget: int64(slots) * MaxBody,
+		listings:   make(chan struct{}, MaxListings),
+	}
 	routes := []struct {
 		path string
 		verb string
@@ -426,13 +454,19 @@ func (s *Server) bodyLimit(n int) int64 {
 	return min(MaxBody, int64(n)*(int64(s.cfg.MaxContent)*6+4096))
 }
 
-// readRaw reads a body of at most bodyLimit(n) bytes, answering 413 or 400
-// itself when it cannot.
-func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte, bool) {
+// readRaw reads a body of at most bodyLimit(n) bytes, answering 413, 408 or
+// 400 itself when it cannot. The body holds its bytes of the budget until
+// release is called (ok or not), once the request is done with it.
+func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) (_ []byte, release func(), ok bool) {
 	limit := s.bodyLimit(n)
+	paced := &pacedBody{
+		r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w),
+		ctx: r.Context(), budget: s.bodies,
+		start: time.Now(), grace: s.cfg.BodyGrace, maxTime: s.cfg.MaxBodyTime,
+	}
+	release = func() { s.bodies.Release(paced.held) }
 	// Content-Length sizes the buffer, up to maxBodyHint: a client's claim
 	// alone must not make the node allocate the whole limit.
-	paced := &pacedBody{r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w), start: time.Now(), grace: s.cfg.BodyGrace}
 	body, err := readAll(paced, min(r.ContentLength, limit, maxBodyHint))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -444,30 +478,56 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) ([]byte,
 			// which it would otherwise read to keep the connection.
 			w.Header().Set("Connection", "close")
 			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body arrived too slowly: %d bytes in %v", paced.n, time.Since(paced.start).Round(time.Millisecond)))
+		case r.Context().Err() != nil: // the client is gone
 		default:
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
 		}
-		return nil, false
+		return nil, release, false
 	}
 	// The next request on the connection gets net/http's own deadlines.
 	_ = paced.rc.SetReadDeadline(time.Time{})
-	return body, true
+	return body, release, true
 }
 
-// pacedBody moves the connection's read deadline before each read of a
-// body so that the body keeps an average of MinBodyRate after the grace.
+// bodyChunk is the most one read of a body takes from the budget at once.
+const bodyChunk = 64 << 10
+
+// pacedBody reads a body in chunks that it first takes from the budget,
+// and moves the connection's read deadline before each read so that the
+// body keeps an average of MinBodyRate after the grace and is whole within
+// maxTime. Time spent waiting for the budget is not the client's: the
+// deadlines move by it.
 type pacedBody struct {
-	r     io.Reader
-	rc    *http.ResponseController
-	start time.Time
-	grace time.Duration
-	n     int64 // bytes read so far
+	r       io.Reader
+	rc      *http.ResponseController
+	ctx     context.Context
+	budget  *semaphore.Weighted
+	start   time.Time
+	grace   time.Duration
+	maxTime time.Duration
+	n       int64 // bytes read so far
+	held    int64 // bytes taken from the budget
 }
 
 func (p *pacedBody) Read(b []byte) (int, error) {
-	_ = p.rc.SetReadDeadline(p.start.Add(p.grace + time.Duration(p.n)*time.Second/MinBodyRate))
+	b = b[:min(len(b), bodyChunk)]
+	if !p.budget.TryAcquire(int64(len(b))) {
+		waitStart := time.Now()
+		if err := p.budget.Acquire(p.ctx, int64(len(b))); err != nil {
+			return 0, err
+		}
+		p.start = p.start.Add(time.Since(waitStart))
+	}
+	p.held += int64(len(b))
+	deadline := p.start.Add(p.grace + time.Duration(p.n)*time.Second/MinBodyRate)
+	if whole := p.start.Add(p.maxTime); whole.Before(deadline) {
+		deadline = whole
+	}
+	_ = p.rc.SetReadDeadline(deadline)
 	n, err := p.r.Read(b)
 	p.n += int64(n)
+	p.budget.Release(int64(len(b) - n))
+	p.held -= int64(len(b) - n)
 	return n, err
 }
 
@@ -502,7 +562,8 @@ func readAll(r io.Reader, size int64) ([]byte, error) {
 // is decoded with goccy/go-json first; only a body that fails is decoded
 // again, afresh, with encoding/json, whose reason the client gets.
 func (s *Server) readSubmission(w http.ResponseWriter, r *http.Request) (Submission, bool) {
-	body, ok := s.readRaw(w, r, 1)
+	body, release, ok := s.readRaw(w, r, 1)
+	defer release() // the decoded submission holds copies
 	if !ok {
 		return Submission{}, false
 	}
@@ -557,6 +618,11 @@ func (s *Server) submitOne(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
+	body, release, ok := s.readRaw(w, r, MaxBatch)
+	defer release()
+	if !ok {
+		return
+	}
 	select {
 	case s.batches <- struct{}{}:
 		defer func() { <-s.batches }()
@@ -564,15 +630,11 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.Submitter == nil {
-		s.forwardToLeader(w, r, MaxBatch)
+		s.forwardBody(w, r, body)
 		return
 	}
 	var req struct {
 		Messages []json.RawMessage `json:"messages"`
-	}
-	body, ok := s.readRaw(w, r, MaxBatch)
-	if !ok {
-		return
 	}
 	if n, err := batchLen(body); err != nil || n > 0 {
 		if err != nil {
@@ -663,16 +725,22 @@ func errNotUTF8(b []byte) error {
 	return fmt.Errorf("%w: the JSON text is not UTF-8", chain.ErrBadContent)
 }
 
-// forwardToLeader passes a submission of at most n messages to the leader as
-// it is and returns the leader's status and body; 503 when the leader cannot
-// be reached. The body is held under the same limit as on the leader.
+// forwardToLeader reads a submission of at most n messages, under the same
+// limits as on the leader, and forwards it with forwardBody.
 func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, n int) {
-	if s.cfg.LeaderURL == "" {
-		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
+	body, release, ok := s.readRaw(w, r, n)
+	defer release()
+	if !ok {
 		return
 	}
-	body, ok := s.readRaw(w, r, n)
-	if !ok {
+	s.forwardBody(w, r, body)
+}
+
+// forwardBody passes a submission body to the leader as it is and returns
+// the leader's status and body; 503 when the leader cannot be reached.
+func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte) {
+	if s.cfg.LeaderURL == "" {
+		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
 		return
 	}
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, bytes.NewReader(body))

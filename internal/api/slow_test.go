@@ -2,9 +2,12 @@ package api_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,35 +64,105 @@ func TestStalledBodyIsRefused(t *testing.T) {
 	}
 }
 
-// Clients that stall their batch bodies keep the node from taking other
-// batches for no longer than the grace: with more of them than there are
-// batch slots in the handler, a good batch waits for the grace and then
-// gets its 200.
-func TestStalledBatchesDoNotBlockOthers(t *testing.T) {
-	const grace = 500 * time.Millisecond
-	n := newNode(t, func(c *api.Config) { c.BodyGrace = grace })
+// Clients that trickle batch bodies hold no batch slot: a batch takes one
+// only once its body has arrived. With more of them than there are slots,
+// each well within its grace, a good batch is answered at once and the
+// trickling ones are still being read.
+func TestTricklingBatchesHoldNoSlot(t *testing.T) {
+	n := newNode(t, func(c *api.Config) { c.BodyGrace = time.Minute })
 	_, slots := n.api.BatchSlots()
+	var stalled []net.Conn
 	for range slots + 2 {
-		stalledPost(t, n, "/messages")
+		stalled = append(stalled, stalledPost(t, n, "/messages"))
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for held, _ := n.api.BatchSlots(); held < slots; held, _ = n.api.BatchSlots() {
+	for !n.api.BodiesHeld() {
 		if time.Now().After(deadline) {
-			t.Fatalf("stalled requests hold %d of the %d batch slots", held, slots)
+			t.Fatal("no stalled body is being read: the test exercises nothing")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	m := sign(1, "after the stall")
-	body := `{"messages": [` + submission(m) + `]}`
-	start := time.Now()
-	r := object(t, n.do(http.MethodPost, "/messages", body), http.StatusOK)
-	if got := string(r["results"]); !strings.Contains(got, `"pending"`) {
-		t.Fatalf("good batch after stalled ones: %s", got)
+	if held, _ := n.api.BatchSlots(); held != 0 {
+		t.Fatalf("bodies still arriving hold %d batch slots", held)
 	}
-	// Not a speed assertion: the wait shows the stalled bodies did hold
-	// every slot, so the test exercised what it claims.
-	if waited := time.Since(start); waited < grace/2 {
-		t.Fatalf("good batch answered after %v: the stalled ones never held the slots", waited)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.srv.URL+"/messages", strings.NewReader(`{"messages": [`+submission(sign(1, "beside the trickles"))+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := n.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("good batch beside trickling ones: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || n.pool.Len() != 1 {
+		t.Fatalf("good batch beside trickling ones: status %d, %d pending; want 200 and 1", resp.StatusCode, n.pool.Len())
+	}
+	// The trickling ones were not refused to make room: each is unanswered.
+	for i, c := range stalled {
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if k, err := c.Read(make([]byte, 1)); k != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("trickling batch %d was answered (%d bytes, %v) within its grace", i, k, err)
+		}
+	}
+}
+
+// A body that keeps up MinBodyRate but goes on past MaxBodyTime is refused
+// with 408 once that time is up, not before.
+func TestBodyWholeWithinMaxBodyTime(t *testing.T) {
+	const maxTime = time.Second
+	n := newNode(t, func(c *api.Config) { c.BodyGrace = 100 * time.Millisecond; c.MaxBodyTime = maxTime })
+	c := stalledPost(t, n, "/messages") // Content-Length 100000
+	start := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	// 80,000 bytes a second, above MinBodyRate all along: the rest of the
+	// 100,000-byte body would arrive after 1.25 s, past maxTime.
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for left := 100000 - len(`{"messages": [`); left > 0; left -= 4000 {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := c.Write([]byte(strings.Repeat(" ", min(left, 4000)))); err != nil {
+				return
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(start.Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body still arriving after MaxBodyTime: %v", err)
+	}
+	_ = resp.Body.Close()
+	if waited := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || waited < maxTime {
+		t.Fatalf("status %d after %v; want 408 once %v had passed", resp.StatusCode, waited, maxTime)
+	}
+}
+
+// Every body gives its bytes back to the budget when its request is done,
+// whatever became of it.
+func TestBodyBudgetGivenBack(t *testing.T) {
+	n := newNode(t, func(c *api.Config) { c.BodyGrace = 200 * time.Millisecond })
+	object(t, n.do(http.MethodPost, "/message", submission(sign(1, "one"))), http.StatusAccepted)
+	object(t, n.do(http.MethodPost, "/messages", `{"messages": [`+submission(sign(2, "two"))+`]}`), http.StatusOK)
+	wantError(t, n.do(http.MethodPost, "/messages", `{"messages": [`), http.StatusBadRequest, false)
+	wantError(t, n.do(http.MethodPost, "/message", `{"content": "`+strings.Repeat("x", 1<<20)+`"}`), http.StatusRequestEntityTooLarge, false)
+	c := stalledPost(t, n, "/message")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("stalled body: %v, %v; want 408", resp, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.api.BodiesHeld() {
+		if time.Now().After(deadline) {
+			t.Fatal("bytes of the body budget are still held after every request is done")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
