@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -17,29 +18,38 @@ import (
 // escapes, and never allocates; on a malformed b it still returns some
 // bound, and the decoder that follows refuses b.
 func valuesAt(b []byte, depth int) int {
-	n, d, inString, escaped := 0, 0, false, false
-	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+	n, d := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			// Strings are most of a batch: jump to the next quote that no
+			// odd run of backslashes escapes.
+			for j := i + 1; ; j++ {
+				k := bytes.IndexByte(b[j:], '"')
+				if k < 0 {
+					return n
+				}
+				j += k
+				escapes := 0
+				for e := j - 1; e > i && b[e] == '\\'; e-- {
+					escapes++
+				}
+				if escapes%2 == 0 {
+					i = j
+					break
+				}
 			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
+		case '{', '[':
 			d++
 			if d == depth {
 				n++
 			}
-		case c == '}' || c == ']':
+		case '}', ']':
 			d--
-		case c == ',' && d == depth:
-			n++
+		case ',':
+			if d == depth {
+				n++
+			}
 		}
 	}
 	return n

@@ -80,7 +80,7 @@ type Pool struct {
 	mu      sync.Mutex
 	nextSeq uint64
 	ids     map[chain.Hash]*store.Pending // pending or being written; nil value while being written
-	writes  map[chain.Hash]chan struct{}  // the IDs being written: closed when their write is done
+	settled chan struct{}                 // closed (and replaced) whenever IDs being written stop being so
 	queue   []*store.Pending              // durable, in acknowledgement order; queue[head:] is live
 	head    int
 	bytes   int64 // cost of the messages in ids
@@ -94,9 +94,9 @@ func Open(st Store, o Options) (*Pool, error) {
 	}
 	p := &Pool{
 		store: st, opt: o,
-		slots:  make(chan struct{}, combiners()),
-		ids:    make(map[chain.Hash]*store.Pending, len(ps)),
-		writes: make(map[chain.Hash]chan struct{}),
+		slots:   make(chan struct{}, combiners()),
+		ids:     make(map[chain.Hash]*store.Pending, len(ps)),
+		settled: make(chan struct{}),
 	}
 	for i := range ps {
 		e := &ps[i]
@@ -224,8 +224,7 @@ func (p *Pool) process(batch []*request) {
 // the write made it durable, afresh if the write failed. admit waits only
 // once its own write is done, so two combiners never wait for each other.
 func (p *Pool) admit(msgs []chain.Message, errs []error, stamped []*chain.Message) {
-	written := make(chan struct{})
-	pending, from, waits := p.reserve(msgs, errs, written)
+	pending, from, waits := p.reserve(msgs, errs)
 	var err error
 	if len(pending) > 0 {
 		err = p.store.AddPending(pending)
@@ -234,7 +233,6 @@ func (p *Pool) admit(msgs []chain.Message, errs []error, stamped []*chain.Messag
 	for j := range pending {
 		e := &pending[j]
 		id := e.Message.ID()
-		delete(p.writes, id)
 		if err != nil {
 			delete(p.ids, id)
 			p.bytes -= cost(&e.Message)
@@ -245,36 +243,48 @@ func (p *Pool) admit(msgs []chain.Message, errs []error, stamped []*chain.Messag
 		p.queue = append(p.queue, e)
 		stamped[from[j]] = &e.Message
 	}
-	p.mu.Unlock()
-	close(written)
+	if len(pending) > 0 {
+		p.settle()
+	}
 	if len(waits) == 0 {
+		p.mu.Unlock()
 		return
 	}
+	for _, i := range waits {
+		id := msgs[i].ID()
+		for e, taken := p.ids[id]; taken && e == nil; e, taken = p.ids[id] {
+			settled := p.settled
+			p.mu.Unlock()
+			<-settled
+			p.mu.Lock()
+		}
+	}
+	p.mu.Unlock()
 	again := make([]chain.Message, len(waits))
-	for k, w := range waits {
-		<-w.done
-		again[k] = msgs[w.i]
+	for k, i := range waits {
+		again[k] = msgs[i]
 	}
 	againErrs := make([]error, len(again))
 	againStamped := make([]*chain.Message, len(again))
 	p.admit(again, againErrs, againStamped)
-	for k, w := range waits {
-		errs[w.i], stamped[w.i] = againErrs[k], againStamped[k]
+	for k, i := range waits {
+		errs[i], stamped[i] = againErrs[k], againStamped[k]
 	}
 }
 
-// inFlight is a message of a submission whose ID another write holds.
-type inFlight struct {
-	i    int           // its index in the submission
-	done chan struct{} // closed when that write is done
+// settle wakes whoever waits for IDs being written: some no longer are.
+// p.mu must be held.
+func (p *Pool) settle() {
+	close(p.settled)
+	p.settled = make(chan struct{})
 }
 
 // reserve claims the IDs of the messages still without error, stamps them and
-// gives them sequence numbers; from[j] is the index in msgs of pending[j],
-// whose write closes written when it is done. A duplicate (also within msgs)
-// gets ErrDuplicate, and a message the queue has no room for ErrFull; one
-// whose ID another write holds is left to wait for it (waits).
-func (p *Pool) reserve(msgs []chain.Message, errs []error, written chan struct{}) (pending []store.Pending, from []int, waits []inFlight) {
+// gives them sequence numbers; from[j] is the index in msgs of pending[j].
+// A duplicate (also within msgs) gets ErrDuplicate, and a message the queue
+// has no room for ErrFull; one whose ID another write holds is left to wait
+// for it (waits: indexes in msgs).
+func (p *Pool) reserve(msgs []chain.Message, errs []error) (pending []store.Pending, from []int, waits []int) {
 	batch := make([]store.Pending, 0, len(msgs))
 	from = make([]int, 0, len(msgs))
 	ids := make([]chain.Hash, 0, len(msgs))
@@ -287,7 +297,7 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error, written chan struct{}
 		id := msgs[i].ID()
 		if e, taken := p.ids[id]; taken {
 			if e == nil && !slices.Contains(ids, id) {
-				waits = append(waits, inFlight{i: i, done: p.writes[id]})
+				waits = append(waits, i)
 			} else {
 				errs[i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, id)
 			}
@@ -300,7 +310,6 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error, written chan struct{}
 		}
 		p.bytes += c
 		p.ids[id] = nil
-		p.writes[id] = written
 		m := msgs[i]
 		m.Timestamp = now
 		batch = append(batch, store.Pending{Seq: p.nextSeq, Message: m})
@@ -328,10 +337,11 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error, written chan struct{}
 	}
 	p.mu.Lock()
 	for i := range dropped {
-		id := dropped[i].Message.ID()
-		delete(p.ids, id)
-		delete(p.writes, id)
+		delete(p.ids, dropped[i].Message.ID())
 		p.bytes -= cost(&dropped[i].Message)
+	}
+	if len(dropped) > 0 {
+		p.settle()
 	}
 	p.mu.Unlock()
 	return kept, keptFrom, waits
