@@ -1,10 +1,6 @@
 package api
 
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-)
+import "bytes"
 
 // A batch body's messages are counted before they are decoded: decoding
 // allocates a Submission for each element, and a body of MaxBody bytes of
@@ -55,36 +51,16 @@ func valuesAt(b []byte, depth int) int {
 	return n
 }
 
-// countedArray, as a JSON field, counts the values of the array it is
-// given without decoding them.
-type countedArray struct{ n int }
-
-func (a *countedArray) UnmarshalJSON(b []byte) error {
-	if b[0] != '[' {
-		return fmt.Errorf("messages is %.20s, not an array", b)
+// batchValues returns the quick bound of valuesAt for a batch body when it
+// is over MaxBatch, and zero otherwise. The bound counts every value one
+// level inside the body's fields, so it is exact for a body that holds the
+// messages field alone, and a body that holds more than MaxBatch values at
+// that depth is refused whatever its keys: no decoder is trusted to count
+// the messages field (a key may repeat, or match in another case) before
+// it has decoded every element.
+func batchValues(body []byte) int {
+	if n := valuesAt(body, 2); n > MaxBatch {
+		return n
 	}
-	a.n = valuesAt(b, 1)
-	return nil
-}
-
-// batchLen returns at least the number of messages in the batch body, when
-// that could be more than MaxBatch, and zero otherwise. The quick bound,
-// every value one level inside the body's fields, is exact for a body that
-// has the messages field alone; only when it passes MaxBatch is the body
-// decoded, with encoding/json and without its elements, to count the
-// messages field itself (its key matched as encoding/json matches it).
-func batchLen(body []byte) (int, error) {
-	if valuesAt(body, 2) <= MaxBatch {
-		return 0, nil
-	}
-	var req struct {
-		Messages *countedArray `json:"messages"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return 0, err
-	}
-	if req.Messages == nil || req.Messages.n <= MaxBatch {
-		return 0, nil
-	}
-	return req.Messages.n, nil
+	return 0
 }

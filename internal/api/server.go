@@ -454,20 +454,18 @@ func (s *Server) bodyLimit(n int) int64 {
 	return min(MaxBody, int64(n)*(int64(s.cfg.MaxContent)*6+4096))
 }
 
-// readRaw reads a body of at most bodyLimit(n) bytes, answering 413, 408 or
-// 400 itself when it cannot. The body holds its bytes of the budget until
-// release is called (ok or not), once the request is done with it.
+// readRaw reads a body of at most bodyLimit(n) bytes, answering 413, 408,
+// 503 or 400 itself when it cannot. The body holds its bytes of the budget
+// until release is called (ok or not), once the request is done with it.
 func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) (_ []byte, release func(), ok bool) {
 	limit := s.bodyLimit(n)
-	paced := &pacedBody{
+	br := &bodyReader{
 		r: http.MaxBytesReader(w, r.Body, limit), rc: http.NewResponseController(w),
-		ctx: r.Context(), budget: s.bodies,
+		ctx: r.Context(), budget: s.bodies, limit: limit,
 		start: time.Now(), grace: s.cfg.BodyGrace, maxTime: s.cfg.MaxBodyTime,
 	}
-	release = func() { s.bodies.Release(paced.held) }
-	// Content-Length sizes the buffer, up to maxBodyHint: a client's claim
-	// alone must not make the node allocate the whole limit.
-	body, err := readAll(paced, min(r.ContentLength, limit, maxBodyHint))
+	release = func() { s.bodies.Release(br.held) }
+	body, err := br.readAll(r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
@@ -477,7 +475,11 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) (_ []byt
 			// Closing spares net/http's wait for the rest of the body,
 			// which it would otherwise read to keep the connection.
 			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body arrived too slowly: %d bytes in %v", paced.n, time.Since(paced.start).Round(time.Millisecond)))
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body arrived too slowly: %d bytes in %v", br.n, time.Since(br.start).Round(time.Millisecond)))
+		case errors.Is(err, errNoBudget):
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, err.Error())
 		case r.Context().Err() != nil: // the client is gone
 		default:
 			writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
@@ -485,23 +487,36 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) (_ []byt
 		return nil, release, false
 	}
 	// The next request on the connection gets net/http's own deadlines.
-	_ = paced.rc.SetReadDeadline(time.Time{})
+	_ = br.rc.SetReadDeadline(time.Time{})
 	return body, release, true
 }
 
-// bodyChunk is the most one read of a body takes from the budget at once.
-const bodyChunk = 64 << 10
+const (
+	// firstBodyBuffer bounds the buffer a body starts with, whatever its
+	// Content-Length claims: a claim alone must not hold memory (or
+	// budget) that the client has not sent.
+	firstBodyBuffer = 64 << 10
+	// budgetWait is the longest a body waits for budget before it is
+	// answered 503. Bodies hold budget while they wait for more, so the
+	// wait must end: otherwise bodies that together want more than the
+	// budget would each hold part of it and wait for good.
+	budgetWait = 2 * time.Second
+)
 
-// pacedBody reads a body in chunks that it first takes from the budget,
-// and moves the connection's read deadline before each read so that the
-// body keeps an average of MinBodyRate after the grace and is whole within
-// maxTime. Time spent waiting for the budget is not the client's: the
-// deadlines move by it.
-type pacedBody struct {
+// errNoBudget: the bodies being read hold the whole budget.
+var errNoBudget = errors.New("the node is reading as many submission bytes as it holds at once; retry")
+
+// bodyReader reads a body into a buffer whose every byte of capacity it
+// first takes from the budget, and moves the connection's read deadline
+// before each read so that the body keeps an average of MinBodyRate after
+// the grace and is whole within maxTime. Time spent waiting for the budget
+// is not the client's: the deadlines move by it.
+type bodyReader struct {
 	r       io.Reader
 	rc      *http.ResponseController
 	ctx     context.Context
 	budget  *semaphore.Weighted
+	limit   int64 // the body's limit in bytes
 	start   time.Time
 	grace   time.Duration
 	maxTime time.Duration
@@ -509,51 +524,55 @@ type pacedBody struct {
 	held    int64 // bytes taken from the budget
 }
 
-func (p *pacedBody) Read(b []byte) (int, error) {
-	b = b[:min(len(b), bodyChunk)]
-	if !p.budget.TryAcquire(int64(len(b))) {
+// take takes n bytes of the budget, waiting at most budgetWait.
+func (b *bodyReader) take(n int64) error {
+	if !b.budget.TryAcquire(n) {
 		waitStart := time.Now()
-		if err := p.budget.Acquire(p.ctx, int64(len(b))); err != nil {
-			return 0, err
+		ctx, cancel := context.WithTimeout(b.ctx, budgetWait)
+		err := b.budget.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			return errNoBudget
 		}
-		p.start = p.start.Add(time.Since(waitStart))
+		b.start = b.start.Add(time.Since(waitStart))
 	}
-	p.held += int64(len(b))
-	deadline := p.start.Add(p.grace + time.Duration(p.n)*time.Second/MinBodyRate)
-	if whole := p.start.Add(p.maxTime); whole.Before(deadline) {
-		deadline = whole
-	}
-	_ = p.rc.SetReadDeadline(deadline)
-	n, err := p.r.Read(b)
-	p.n += int64(n)
-	p.budget.Release(int64(len(b) - n))
-	p.held -= int64(len(b) - n)
-	return n, err
+	b.held += n
+	return nil
 }
 
-// maxBodyHint bounds the buffer a body's Content-Length may size up front.
-const maxBodyHint = 4 << 20
-
-// readAll is io.ReadAll starting from a buffer of size bytes (when
-// positive): a batch body's Content-Length is known, and growing a buffer
-// to it by doubling copied every batch several times over.
-func readAll(r io.Reader, size int64) ([]byte, error) {
-	if size <= 0 {
-		return io.ReadAll(r)
+// readAll reads the body to its end. hint, the Content-Length (or -1),
+// sizes the first buffer up to firstBodyBuffer; the buffer then doubles as
+// the body arrives, up to one byte over the limit.
+func (b *bodyReader) readAll(hint int64) ([]byte, error) {
+	size := min(max(hint, 512), b.limit, firstBodyBuffer) + 1 // one byte more: reading the end needs no growth
+	if err := b.take(size); err != nil {
+		return nil, err
 	}
-	// One byte more, so that reading the end needs no growth.
-	b := make([]byte, 0, size+1)
+	buf := make([]byte, 0, size)
 	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
+		if len(buf) == cap(buf) {
+			grown := min(2*int64(cap(buf)), b.limit+1)
+			if grown == int64(cap(buf)) { // the limit reader stops before this
+				return nil, &http.MaxBytesError{Limit: b.limit}
+			}
+			if err := b.take(grown - int64(cap(buf))); err != nil {
+				return nil, err
+			}
+			buf = append(make([]byte, 0, grown), buf...)
+		}
+		deadline := b.start.Add(b.grace + time.Duration(b.n)*time.Second/MinBodyRate)
+		if whole := b.start.Add(b.maxTime); whole.Before(deadline) {
+			deadline = whole
+		}
+		_ = b.rc.SetReadDeadline(deadline)
+		n, err := b.r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		b.n += int64(n)
 		if err == io.EOF {
-			return b, nil
+			return buf, nil
 		}
 		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
+			return nil, err
 		}
 	}
 }
@@ -636,12 +655,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Messages []json.RawMessage `json:"messages"`
 	}
-	if n, err := batchLen(body); err != nil || n > 0 {
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-		} else {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", n, MaxBatch))
-		}
+	if n := batchValues(body); n > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", n, MaxBatch))
 		return
 	}
 	// Fast path: a well-typed batch decodes in one pass, with goccy/go-json

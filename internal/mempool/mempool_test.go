@@ -461,6 +461,17 @@ type gatedStore struct {
 	*store.Store
 	entered chan struct{}
 	release chan error
+	// checked, when set, gets how many IDs each uniqueness check asks
+	// about: a check of none is a submission whose every message waits
+	// for a write in flight.
+	checked chan int
+}
+
+func (g *gatedStore) HasMessages(ids []chain.Hash) ([]bool, error) {
+	if g.checked != nil {
+		g.checked <- len(ids)
+	}
+	return g.Store.HasMessages(ids)
 }
 
 func (g *gatedStore) AddPending(ps []store.Pending) error {
@@ -475,7 +486,7 @@ func (g *gatedStore) AddPending(ps []store.Pending) error {
 // being written its ID is already taken; a failed write frees it again.
 func TestGetReturnsOnlyDurable(t *testing.T) {
 	e := newEnv(t)
-	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error)}
+	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error), checked: make(chan int, 16)}
 	pool, err := mempool.Open(g, mempool.Options{MaxContent: maxContent, Now: e.clock.now})
 	if err != nil {
 		t.Fatal(err)
@@ -522,10 +533,11 @@ func TestGetReturnsOnlyDurable(t *testing.T) {
 		_, errs := pool.Submit([]chain.Message{sign(1, "same nonce")})
 		same <- errs
 	}()
+	waitingForWrite(t, g)
 	select {
 	case errs := <-same:
 		t.Fatalf("Submit of the in-flight (sender, nonce) answered %v before the write was done", errs)
-	case <-time.After(50 * time.Millisecond): // it must still be waiting: no answer to poll for
+	default:
 	}
 	g.release <- nil
 	if errs := <-done; errs[0] != nil {
@@ -547,12 +559,30 @@ func TestGetReturnsOnlyDurable(t *testing.T) {
 	}
 }
 
+// waitingForWrite waits until a submission has been judged and found
+// nothing to write: its message waits for the write in flight. Checks of
+// other submissions (the one in flight asked about its own ID) are skipped.
+func waitingForWrite(t *testing.T, g *gatedStore) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case n := <-g.checked:
+			if n == 0 {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no submission came to wait for the write in flight")
+		}
+	}
+}
+
 // A submission of a (sender, nonce) whose first message is being written
 // waits for that write; when the write fails, it is judged afresh and
 // accepted, rather than refused as a duplicate of a message that never was.
 func TestInFlightDuplicateJudgedAgainWhenWriteFails(t *testing.T) {
 	e := newEnv(t)
-	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error)}
+	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error), checked: make(chan int, 16)}
 	pool, err := mempool.Open(g, mempool.Options{MaxContent: maxContent, Now: e.clock.now})
 	if err != nil {
 		t.Fatal(err)
@@ -569,12 +599,17 @@ func TestInFlightDuplicateJudgedAgainWhenWriteFails(t *testing.T) {
 	done1 := answers(first)
 	<-g.entered
 	done2 := answers(second)
+	waitingForWrite(t, g)
 	injected := errors.New("disk full")
 	g.release <- injected
 	if errs := <-done1; !errors.Is(errs[0], injected) {
 		t.Fatalf("first Submit with a failing store = %v, want the store's error", errs[0])
 	}
-	<-g.entered // the second is written now
+	select {
+	case <-g.entered: // the second is written now
+	case errs := <-done2:
+		t.Fatalf("second Submit after the first's write failed = %v, without a write of its own; want accepted", errs[0])
+	}
 	g.release <- nil
 	if errs := <-done2; errs[0] != nil {
 		t.Fatalf("second Submit after the first's write failed = %v, want accepted", errs[0])

@@ -81,7 +81,11 @@ func (p *peer) stop() {
 // peer keeps serving what it has and retries with backoff; when the leader
 // is back it catches up by itself. Only a leader it must refuse is fatal.
 func (p *peer) run(ctx context.Context, host *p2p.Host) error {
+	// The dials run under a context of run's own, ended before run waits
+	// for them: a fatal refusal must not wait out a dial that hangs.
+	ctx, cancel := context.WithCancel(ctx)
 	defer p.dials.Wait()
+	defer cancel()
 	wait := retryMin
 	for {
 		followed, err := p.follow(ctx, host)

@@ -6,11 +6,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -475,5 +479,60 @@ func TestPeerRefusedCatchUpIsNotFollowing(t *testing.T) {
 	}
 	if tip := st.Tip(); tip.Height != 0 {
 		t.Fatalf("peer stored the forged block: tip %d", tip.Height)
+	}
+}
+
+// A fatal refusal ends run at once, not after a p2p dial that hangs (one to
+// an address that takes connections and never answers waits out libp2p's
+// timeout of 5 s): here the node at --leader-rpc says it is a peer from its
+// second answer on, which the first poll's re-contact finds.
+func TestPeerRefusalDoesNotWaitForDial(t *testing.T) {
+	tarpit, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tarpit.Close() })
+	_, leaderKey, _ := ed25519.GenerateKey(nil)
+	id, _ := p2p.PeerIDFromPublicKey(leaderKey.Public().(ed25519.PublicKey))
+	addr := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", tarpit.Addr().(*net.TCPAddr).Port, id)
+	var answers atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		role := api.RoleLeader
+		if answers.Add(1) > 1 {
+			role = api.RolePeer
+		}
+		_ = json.NewEncoder(w).Encode(api.Health{Status: "ok", Role: role, GenesisHash: chain.GenesisHash, PeerID: id, P2PAddrs: []string{addr}})
+	})
+	mux.HandleFunc("GET /height", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(api.Height{Height: 0, Hash: chain.Genesis().Hash()})
+	})
+	mux.HandleFunc("GET /blocks", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", api.BlockRecordsType)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	st, err := store.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	_, nodeKey, _ := ed25519.GenerateKey(nil)
+	host, err := p2p.New(t.Context(), p2p.Config{Key: nodeKey, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Close() })
+	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+
+	start := time.Now()
+	err = p.run(t.Context(), host)
+	if !errors.Is(err, ErrWrongLeader) {
+		t.Fatalf("run = %v, want ErrWrongLeader", err)
+	}
+	// The refusal is found at the first poll, about a second in; the dial
+	// started before it would hold run until 5 s.
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("run returned the refusal after %v: it waited for the hanging dial", took)
 	}
 }
