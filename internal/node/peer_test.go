@@ -457,20 +457,7 @@ func TestPeerRefusedCatchUpIsNotFollowing(t *testing.T) {
 			_, _ = w.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(forged))), forged...))
 		}
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	st, err := store.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	_, nodeKey, _ := ed25519.GenerateKey(nil)
-	host, err := p2p.New(t.Context(), p2p.Config{Key: nodeKey, ListenAddr: "/ip4/127.0.0.1/tcp/0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = host.Close() })
-	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	p, st, host := followerOf(t, mux)
 	t.Cleanup(p.dials.Wait)
 
 	followed, err := p.follow(t.Context(), host)
@@ -510,7 +497,24 @@ func TestPeerRefusalDoesNotWaitForDial(t *testing.T) {
 	mux.HandleFunc("GET /blocks", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", api.BlockRecordsType)
 	})
-	srv := httptest.NewServer(mux)
+	p, _, host := followerOf(t, mux)
+
+	start := time.Now()
+	if err := p.run(t.Context(), host); !errors.Is(err, ErrWrongLeader) {
+		t.Fatalf("run = %v, want ErrWrongLeader", err)
+	}
+	// The refusal is found at the first poll, about a second in; the dial
+	// started before it would hold run until 5 s.
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("run returned the refusal after %v: it waited for the hanging dial", took)
+	}
+}
+
+// followerOf returns a peer of its own store and libp2p host (on
+// 127.0.0.1) whose leader is a test server of leader's routes.
+func followerOf(t *testing.T, leader http.Handler) (*peer, *store.Store, *p2p.Host) {
+	t.Helper()
+	srv := httptest.NewServer(leader)
 	t.Cleanup(srv.Close)
 	st, err := store.Open(t.TempDir(), nil)
 	if err != nil {
@@ -523,16 +527,5 @@ func TestPeerRefusalDoesNotWaitForDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = host.Close() })
-	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
-
-	start := time.Now()
-	err = p.run(t.Context(), host)
-	if !errors.Is(err, ErrWrongLeader) {
-		t.Fatalf("run = %v, want ErrWrongLeader", err)
-	}
-	// The refusal is found at the first poll, about a second in; the dial
-	// started before it would hold run until 5 s.
-	if took := time.Since(start); took > 4*time.Second {
-		t.Errorf("run returned the refusal after %v: it waited for the hanging dial", took)
-	}
+	return newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st), st, host
 }
