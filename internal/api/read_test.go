@@ -34,6 +34,11 @@ func TestBodyReaderReadsAll(t *testing.T) {
 		if br.held < int64(len(body)) || br.held > 4*int64(len(body)) {
 			t.Errorf("hint %d: holds %d bytes of budget for a body of %d", hint, br.held, len(body))
 		}
+		// A right Content-Length bounds the buffer's growth: no doubling
+		// past what the body can hold.
+		if hint == int64(len(body)) && br.held != hint+1 {
+			t.Errorf("hint %d, the body's length: holds %d bytes of budget, want %d", hint, br.held, hint+1)
+		}
 	}
 	br := newBodyReader(iotest.ErrReader(io.ErrUnexpectedEOF), semaphore.NewWeighted(1<<20), 1<<20)
 	if _, err := br.readAll(10); err != io.ErrUnexpectedEOF {

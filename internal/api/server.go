@@ -156,8 +156,8 @@ func NewServer(cfg Config) *Server {
 		cfg: cfg, mux: http.NewServeMux(),
 		forward:    &http.Client{Timeout: ForwardTimeout, Transport: directTransport()},
 		batches:    make(chan struct{}, slots),
-		bodies:     semaphore.NewWeighted(int64(slots) * MaxBody),
-		bodyBudget: int64(slots) * MaxBody,
+		bodies:     semaphore.NewWeighted(int64(slots) * (MaxBody + 1)), // a body's buffer is one byte over its limit
+		bodyBudget: int64(slots) * (MaxBody + 1),
 		listings:   make(chan struct{}, MaxListings),
 	}
 	routes := []struct {
@@ -464,7 +464,10 @@ func (s *Server) readRaw(w http.ResponseWriter, r *http.Request, n int) (_ []byt
 		ctx: r.Context(), budget: s.bodies, limit: limit,
 		start: time.Now(), grace: s.cfg.BodyGrace, maxTime: s.cfg.MaxBodyTime,
 	}
-	release = func() { s.bodies.Release(br.held) }
+	release = func() { // once: later calls give back nothing
+		s.bodies.Release(br.held)
+		br.held = 0
+	}
 	body, err := br.readAll(r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -552,6 +555,9 @@ func (b *bodyReader) readAll(hint int64) ([]byte, error) {
 	for {
 		if len(buf) == cap(buf) {
 			grown := min(2*int64(cap(buf)), b.limit+1)
+			if hint >= int64(cap(buf)) { // net/http delivers no more than Content-Length
+				grown = min(grown, hint+1)
+			}
 			if grown == int64(cap(buf)) { // the limit reader stops before this
 				return nil, &http.MaxBytesError{Limit: b.limit}
 			}
@@ -642,22 +648,49 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.cfg.Submitter == nil {
+		// The leader judges it under its own slots and limits.
+		s.forwardBody(w, r, body, release)
+		return
+	}
 	select {
 	case s.batches <- struct{}{}:
-		defer func() { <-s.batches }()
 	case <-r.Context().Done():
 		return
 	}
-	if s.cfg.Submitter == nil {
-		s.forwardBody(w, r, body)
+	results, code, reason := s.judgeBatch(body)
+	// The slot and the body's budget are given back before the answer is
+	// written: a client that does not read its answers holds neither.
+	<-s.batches
+	release()
+	setAnswerDeadline(w)
+	if code != 0 {
+		writeError(w, code, reason)
 		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Results []Result `json:"results"`
+	}{results})
+}
+
+// answerTimeout bounds the writing of an answer a node holds nothing for
+// any longer (a batch's results, a forwarded answer): a client that does
+// not read it is dropped.
+const answerTimeout = 30 * time.Second
+
+func setAnswerDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
+}
+
+// judgeBatch decodes a batch body and submits its valid messages; it
+// returns the result of each, or the status and reason for refusing the
+// body as a whole (code non-zero).
+func (s *Server) judgeBatch(body []byte) (results []Result, code int, reason string) {
+	if n := batchValues(body); n > 0 {
+		return nil, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", n, MaxBatch)
 	}
 	var req struct {
 		Messages []json.RawMessage `json:"messages"`
-	}
-	if n := batchValues(body); n > 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", n, MaxBatch))
-		return
 	}
 	// Fast path: a well-typed batch decodes in one pass, with goccy/go-json
 	// (an encoding/json work-alike at about half its cost; JSON was a tenth
@@ -671,22 +704,19 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	// checked on its own (the decoders would replace each bad byte).
 	if err := errNotUTF8(body); err != nil || gojson.Unmarshal(body, &typed) != nil {
 		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
-			return
+			return nil, http.StatusBadRequest, "malformed JSON: " + err.Error()
 		}
 		typed.Messages = nil
 	} else if typed.Messages != nil {
 		req.Messages = make([]json.RawMessage, len(typed.Messages))
 	}
 	if req.Messages == nil {
-		writeError(w, http.StatusBadRequest, "missing field: messages")
-		return
+		return nil, http.StatusBadRequest, "missing field: messages"
 	}
 	if len(req.Messages) > MaxBatch {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", len(req.Messages), MaxBatch))
-		return
+		return nil, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", len(req.Messages), MaxBatch)
 	}
-	results := make([]Result, len(req.Messages))
+	results = make([]Result, len(req.Messages))
 	var (
 		msgs []chain.Message
 		at   []int // at[j]: the index in the request of msgs[j]
@@ -721,9 +751,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Results []Result `json:"results"`
-	}{results})
+	return results, 0, ""
 }
 
 // CloseIdleConnections closes the idle connections of the forwarding to
@@ -748,12 +776,14 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, n int) 
 	if !ok {
 		return
 	}
-	s.forwardBody(w, r, body)
+	s.forwardBody(w, r, body, release)
 }
 
 // forwardBody passes a submission body to the leader as it is and returns
 // the leader's status and body; 503 when the leader cannot be reached.
-func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte) {
+// Once the leader has answered, the body is no longer needed: release
+// gives its budget back before the answer is copied.
+func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte, release func()) {
 	if s.cfg.LeaderURL == "" {
 		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
 		return
@@ -770,6 +800,8 @@ func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte
 		return
 	}
 	defer resp.Body.Close()
+	release()
+	setAnswerDeadline(w)
 	for _, h := range []string{"Content-Type", "Retry-After"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)

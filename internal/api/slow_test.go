@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,5 +198,62 @@ func TestBodyOverMaxBodyIsRefused(t *testing.T) {
 	}
 	if n.pool.Len() != 0 {
 		t.Fatalf("%d pending after a refused body", n.pool.Len())
+	}
+}
+
+// Clients that send batches and never read the answers hold no batch slot
+// (nor body budget) while the answers wait to be written: a good batch is
+// still answered. Each non-reading connection pipelines batches until the
+// server stops reading it, blocked on an answer it cannot write.
+func TestNonReadingClientsHoldNoSlot(t *testing.T) {
+	n := newNode(t)
+	// A thousand refused elements: an answer of tens of KB each.
+	body := `{"messages":[` + strings.Repeat(`{"sender":"`+strings.Repeat("z", 40)+`"},`, 999) + `{}]}`
+	req := []byte(fmt.Sprintf("POST /messages HTTP/1.1\r\nHost: kimura\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body))
+	_, slots := n.api.BatchSlots()
+	var sent atomic.Int64 // requests written in full, over every connection
+	for range slots + 1 {
+		c, err := net.DialTCP("tcp", nil, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(strings.TrimPrefix(n.srv.URL, "http://"))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadBuffer(4096)
+		t.Cleanup(func() { _ = c.Close() })
+		go func() {
+			for range 400 {
+				if _, err := c.Write(req); err != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	// Stalled: nothing more goes through for a second.
+	deadline := time.Now().Add(20 * time.Second)
+	for last, since := sent.Load(), time.Now(); ; {
+		time.Sleep(50 * time.Millisecond)
+		if now := sent.Load(); now != last {
+			last, since = now, time.Now()
+		} else if time.Since(since) > time.Second && last > int64(slots) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the non-reading connections never stalled (%d requests sent)", sent.Load())
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	good, err := http.NewRequestWithContext(ctx, http.MethodPost, n.srv.URL+"/messages", strings.NewReader(`{"messages": [`+submission(sign(1, "beside clients that do not read"))+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := n.srv.Client().Do(good)
+	if err != nil {
+		held, _ := n.api.BatchSlots()
+		t.Fatalf("good batch beside %d clients that do not read: %v (batch slots held: %d of %d)", slots+1, err, held, slots)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("good batch beside clients that do not read: status %d", resp.StatusCode)
 	}
 }
