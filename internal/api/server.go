@@ -100,7 +100,11 @@ type Config struct {
 	// MaxBodyTime is the longest a submission body may take to arrive
 	// whatever its pace; zero means DefaultMaxBodyTime.
 	MaxBodyTime time.Duration
-	Log         *slog.Logger
+	// AnswerTimeout bounds the writing of an answer the node holds nothing
+	// for any longer (a batch's results, a forwarded answer); zero means
+	// DefaultAnswerTimeout.
+	AnswerTimeout time.Duration
+	Log           *slog.Logger
 }
 
 // Slow bodies. A submission body must arrive at an average of at least
@@ -150,6 +154,9 @@ func NewServer(cfg Config) *Server {
 	}
 	if cfg.MaxBodyTime <= 0 {
 		cfg.MaxBodyTime = DefaultMaxBodyTime
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = DefaultAnswerTimeout
 	}
 	slots := 2 * runtime.GOMAXPROCS(0)
 	s := &Server{
@@ -663,7 +670,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	// written: a client that does not read its answers holds neither.
 	<-s.batches
 	release()
-	setAnswerDeadline(w)
+	s.answerDeadline(w)
 	if code != 0 {
 		writeError(w, code, reason)
 		return
@@ -673,13 +680,15 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	}{results})
 }
 
-// answerTimeout bounds the writing of an answer a node holds nothing for
-// any longer (a batch's results, a forwarded answer): a client that does
-// not read it is dropped.
-const answerTimeout = 30 * time.Second
+// DefaultAnswerTimeout: a client that does not take an answer within it
+// is dropped.
+const DefaultAnswerTimeout = 30 * time.Second
 
-func setAnswerDeadline(w http.ResponseWriter) {
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerTimeout))
+// answerDeadline sets the answer's write deadline, which holds through the
+// flush after the handler returns; net/http lifts it once the response is
+// finished, before the next request on the connection.
+func (s *Server) answerDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.AnswerTimeout))
 }
 
 // judgeBatch decodes a batch body and submits its valid messages; it
@@ -801,7 +810,7 @@ func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	defer resp.Body.Close()
 	release()
-	setAnswerDeadline(w)
+	s.answerDeadline(w)
 	for _, h := range []string{"Content-Type", "Retry-After"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)

@@ -257,3 +257,30 @@ func TestNonReadingClientsHoldNoSlot(t *testing.T) {
 		t.Fatalf("good batch beside clients that do not read: status %d", resp.StatusCode)
 	}
 }
+
+// The write deadline of a batch's answer ends with the answer (net/http
+// lifts it once a response is finished): a later request on the same
+// keep-alive connection, after that deadline has passed, is answered in
+// full.
+func TestAnswerDeadlineEndsWithAnswer(t *testing.T) {
+	const answerTimeout = 100 * time.Millisecond
+	n := newNode(t, func(c *api.Config) { c.AnswerTimeout = answerTimeout })
+	client := n.srv.Client() // one keep-alive connection, used in turn
+	post := func(nonce uint64) {
+		t.Helper()
+		resp, err := client.Post(n.srv.URL+"/messages", "application/json", strings.NewReader(`{"messages": [`+submission(sign(nonce, "on one connection"))+`]}`))
+		if err != nil {
+			t.Fatalf("batch %d: %v", nonce, err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("batch %d: status %d, %v", nonce, resp.StatusCode, err)
+		}
+	}
+	post(1)
+	<-time.After(3 * answerTimeout) // the first answer's deadline is long past
+	post(2)
+	if n.pool.Len() != 2 {
+		t.Fatalf("%d pending, want 2", n.pool.Len())
+	}
+}
