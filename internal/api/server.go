@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -665,10 +666,12 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
+	slot := sync.OnceFunc(func() { <-s.batches })
+	defer slot() // should judging panic
 	results, code, reason := s.judgeBatch(body)
 	// The slot and the body's budget are given back before the answer is
 	// written: a client that does not read its answers holds neither.
-	<-s.batches
+	slot()
 	release()
 	s.answerDeadline(w)
 	if code != 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
+	"github.com/kimura-ledger/kimura/internal/chain"
 )
 
 // stalledPost opens a connection to n, sends a POST's headers and the start
@@ -282,5 +284,34 @@ func TestAnswerDeadlineEndsWithAnswer(t *testing.T) {
 	post(2)
 	if n.pool.Len() != 2 {
 		t.Fatalf("%d pending, want 2", n.pool.Len())
+	}
+}
+
+// panickingSubmitter fails the way a bug would.
+type panickingSubmitter struct{}
+
+func (panickingSubmitter) Submit([]chain.Message) ([]chain.Message, []error) {
+	panic("submitter bug")
+}
+
+// A batch whose judging panics (net/http recovers the handler) still gives
+// its slot back: more such batches than there are slots leave every slot
+// free.
+func TestPanicInBatchGivesSlotBack(t *testing.T) {
+	n := newNode(t, func(c *api.Config) {
+		c.Submitter = panickingSubmitter{}
+		c.Log = slog.New(slog.DiscardHandler)
+	})
+	_, slots := n.api.BatchSlots()
+	body := `{"messages": [` + submission(sign(1, "reaches the bug")) + `]}`
+	client := *n.srv.Client()
+	client.Timeout = 5 * time.Second // a batch that waits for a lost slot fails the test instead of hanging it
+	for range 2 * slots {
+		if resp, err := client.Post(n.srv.URL+"/messages", "application/json", strings.NewReader(body)); err == nil {
+			_ = resp.Body.Close()
+		}
+	}
+	if held, _ := n.api.BatchSlots(); held != 0 {
+		t.Fatalf("%d of %d batch slots held after batches whose judging panicked", held, slots)
 	}
 }
