@@ -327,42 +327,30 @@ func TestPeerRefusesLeaderWithAnotherProducer(t *testing.T) {
 	}
 }
 
-func TestPeerRefusesLeaderWithAnotherGenesis(t *testing.T) {
+// At first contact a peer refuses a node with another genesis, and a node
+// that is not a leader (--leader-rpc naming another peer, or this node,
+// whose key would make the real leader's blocks, and the real leader
+// itself, refused for good), and pins nothing.
+func TestPeerRefusesAtFirstContactAndPinsNothing(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	id, _ := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
-	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.Hash{1}, PeerID: id}, nil)
-	st, err := store.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
-	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
-		t.Fatalf("want ErrWrongLeader, got %v", err)
-	}
-	if _, ok, _ := st.Producer(); ok {
-		t.Fatal("a producer was pinned from a refused leader")
-	}
-}
-
-// A --leader-rpc that names another peer (or this node) is refused before
-// anything is pinned: its key would make the real leader's blocks, and the
-// real leader itself, refused for good.
-func TestPeerRefusesNodeThatIsNotLeader(t *testing.T) {
-	_, key, _ := ed25519.GenerateKey(nil)
-	id, _ := p2p.PeerIDFromPublicKey(key.Public().(ed25519.PublicKey))
-	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RolePeer, GenesisHash: chain.GenesisHash, PeerID: id}, nil)
-	st, err := store.Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
-	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
-		t.Fatalf("contact with a peer = %v, want ErrWrongLeader", err)
-	}
-	if _, ok, _ := st.Producer(); ok {
-		t.Fatal("a producer was pinned from a node that is not the leader")
+	for name, h := range map[string]api.Health{
+		"another genesis": {Status: "ok", Role: api.RoleLeader, GenesisHash: chain.Hash{1}, PeerID: id},
+		"not a leader":    {Status: "ok", Role: api.RolePeer, GenesisHash: chain.GenesisHash, PeerID: id},
+	} {
+		srv := fakeLeader(t, h, nil)
+		st, err := store.Open(t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+		if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
+			t.Errorf("%s: contact = %v, want ErrWrongLeader", name, err)
+		}
+		if _, ok, _ := st.Producer(); ok {
+			t.Errorf("%s: a producer was pinned from a refused node", name)
+		}
+		_ = st.Close()
 	}
 }
 
