@@ -163,9 +163,8 @@ func (p *peer) follow(ctx context.Context, host *p2p.Host) (followed bool, _ err
 }
 
 // contact asks the leader who it is, refuses a node that is not a leader,
-// another genesis, another
-// producer than the pinned one or another peer ID than --leader-addr
-// names, and pins the producer at first contact.
+// another genesis, another producer than the pinned one or another peer ID
+// than --leader-addr names, and pins the producer at first contact.
 func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error) {
 	info, err := p.leader.Health(ctx)
 	if err != nil {
