@@ -203,6 +203,7 @@ func (p *Pool) process(batch []*request) {
 	off := 0
 	for _, r := range batch {
 		copy(r.errs, errs[off:off+len(r.msgs)])
+		r.accepted = make([]chain.Message, 0, len(r.msgs))
 		for i := range r.msgs {
 			if r.errs[i] == nil {
 				r.accepted = append(r.accepted, *stamped[off+i])

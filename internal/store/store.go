@@ -458,9 +458,11 @@ func setMessage(b *pebble.Batch, prefix, tail, head []byte, m *chain.Message) er
 	return op.Finish()
 }
 
-// entryOverhead is about what a batch adds to each entry's key and value
-// (its kind and two length varints), for sizing batches up front.
-const entryOverhead = 8
+// entryOverhead is what a batch reserves for each entry besides its key and
+// value (its kind and two length varints of up to 5 bytes), for sizing
+// batches up front: an estimate even a little short made the batch double
+// its buffer, and copy it, for its last entries.
+const entryOverhead = 1 + 2*binary.MaxVarintLen32
 
 // Message returns a confirmed message, or ErrNotFound. A message of a block
 // above the tip is not found: Pebble may show a batch's keys before its
