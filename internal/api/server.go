@@ -729,10 +729,8 @@ func (s *Server) judgeBatch(body []byte) (results []Result, code int, reason str
 		return nil, http.StatusBadRequest, fmt.Sprintf("%d messages, at most %d", len(req.Messages), MaxBatch)
 	}
 	results = make([]Result, len(req.Messages))
-	var (
-		msgs []chain.Message
-		at   []int // at[j]: the index in the request of msgs[j]
-	)
+	msgs := make([]chain.Message, 0, len(req.Messages))
+	at := make([]int, 0, len(req.Messages)) // at[j]: the index in the request of msgs[j]
 	for i, raw := range req.Messages {
 		var sub Submission
 		var m chain.Message
@@ -791,10 +789,17 @@ func (s *Server) forwardToLeader(w http.ResponseWriter, r *http.Request, n int) 
 	s.forwardBody(w, r, body, release)
 }
 
+// maxForwardAnswer bounds the leader's answer to a forwarded submission:
+// the answer to a batch of MaxBatch is far smaller.
+const maxForwardAnswer = 4 << 20
+
 // forwardBody passes a submission body to the leader as it is and returns
-// the leader's status and body; 503 when the leader cannot be reached.
-// Once the leader has answered, the body is no longer needed: release
-// gives its budget back before the answer is copied.
+// the leader's status and body; 503 when the leader cannot be reached, 502
+// when its answer cannot be read. The answer is read whole, under the
+// forwarding timeout, before any of it is written, so the timeout bounds
+// the exchange with the leader and never a slow client's reading. Once the
+// leader has answered, the body is no longer needed: release gives its
+// budget back before the answer is written.
 func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte, release func()) {
 	if s.cfg.LeaderURL == "" {
 		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
@@ -811,14 +816,19 @@ func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte
 		writeError(w, http.StatusServiceUnavailable, "leader unreachable: "+err.Error())
 		return
 	}
-	defer resp.Body.Close()
+	answer, err := readAnswer("POST "+r.URL.Path, resp, maxForwardAnswer)
+	_ = resp.Body.Close()
 	release()
 	s.answerDeadline(w)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, "bad answer from the leader: "+err.Error())
+		return
+	}
 	for _, h := range []string{"Content-Type", "Retry-After"} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	_, _ = io.Copy(w, resp.Body)
+	_, _ = w.Write(answer)
 }

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -683,7 +684,8 @@ func TestWrongMethod(t *testing.T) {
 }
 
 // A peer (no Submitter) forwards submissions to the leader and returns its
-// answer as it is; 503 when the leader cannot be reached.
+// answer as it is; 503 when the leader cannot be reached, 502 when its
+// answer is not one.
 func TestPeerForwardsSubmissions(t *testing.T) {
 	leader := newNode(t)
 	peer := httptest.NewServer(api.NewServer(api.Config{Chain: leader.chain, LeaderURL: leader.srv.URL + "/", MaxContent: maxContent}))
@@ -723,6 +725,18 @@ func TestPeerForwardsSubmissions(t *testing.T) {
 	if n := reached.Load(); n != 0 {
 		t.Fatalf("an oversized single submission was forwarded (%d requests reached the leader)", n)
 	}
+
+	// The leader's answer is read whole before it is passed on; one larger
+	// than any answer to a submission is a bad answer (502), not copied on.
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write(bytes.Repeat([]byte(" "), 5<<20))
+	}))
+	t.Cleanup(huge.Close)
+	relay := httptest.NewServer(api.NewServer(api.Config{Chain: leader.chain, LeaderURL: huge.URL, MaxContent: maxContent}))
+	t.Cleanup(relay.Close)
+	wantError(t, doURL(t, relay.Client(), http.MethodPost, relay.URL+"/message", submission(sign(5, "e"))), http.StatusBadGateway, false)
 
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
