@@ -108,6 +108,76 @@ func TestChainIntegrityHashMismatch(t *testing.T) {
 	}
 }
 
+// A block that is whole and signed by the producer but is not the child of
+// the block below it is caught where the link breaks: a sibling of the
+// stored block (its child's prev_hash no longer links), across the seam
+// between two of the scan's chunks as well as inside one, and a re-signed
+// block whose timestamp is below its parent's.
+func TestChainIntegrityBrokenLink(t *testing.T) {
+	sibling := func(blocks []*chain.Block, h int) *chain.Block {
+		return chain.Seal(&blocks[h-1].Header, nil, blocks[h].Timestamp+1, producerKey)
+	}
+	cases := []struct {
+		name    string
+		height  int // of the chain
+		replace int // the height whose block is replaced
+		with    func(blocks []*chain.Block, h int) *chain.Block
+		want    uint64
+		reason  error
+	}{
+		{"sibling inside a chunk", 6, 3, sibling, 4, chain.ErrPrevHash},
+		{"sibling before a chunk seam", chunkSize + 10, chunkSize - 1, sibling, chunkSize, chain.ErrPrevHash},
+		{"sibling at a chunk seam", chunkSize + 10, chunkSize, sibling, chunkSize + 1, chain.ErrPrevHash},
+		{"timestamp below the parent's", 6, 3, func(blocks []*chain.Block, h int) *chain.Block {
+			b := *blocks[h]
+			b.Timestamp = blocks[h-1].Timestamp - 1
+			hash := b.Hash()
+			copy(b.Signature[:], ed25519.Sign(producerKey, hash[:]))
+			return &b
+		}, 3, chain.ErrTimestamp},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, _ := newStore(t)
+			blocks, _ := buildChain(t, s, 1, 2, 1)
+			blocks = append(blocks, emptyBlocks(t, s, c.height-len(blocks)+1)...)
+			if got := s.Tip().Height; got != uint64(c.height) {
+				t.Fatalf("built a chain of height %d, want %d", got, c.height)
+			}
+			wantIntact(t, s, uint64(c.height)+1)
+			b := c.with(blocks, c.replace)
+			if err := b.VerifySignature(pub(producerKey)); err != nil {
+				t.Fatalf("the replacement is not validly signed: %v", err)
+			}
+			setRaw(t, s, blockKey(uint64(c.replace)), storedBlock(b.Encode()))
+			ce := wantCorruption(t, s, c.want)
+			if !strings.Contains(ce.Reason, c.reason.Error()) {
+				t.Errorf("reason %q, want %q", ce.Reason, c.reason)
+			}
+		})
+	}
+}
+
+// emptyBlocks commits n empty blocks on s's tip, many to a batch, and
+// returns them.
+func emptyBlocks(t *testing.T, s *Store, n int) []*chain.Block {
+	t.Helper()
+	var out []*chain.Block
+	for len(out) < n {
+		tip := s.Tip().Header
+		var run []*chain.Block
+		for range min(256, n-len(out)) {
+			b := chain.Seal(&tip, nil, tip.Timestamp+1000, producerKey)
+			run, tip = append(run, b), b.Header
+		}
+		if err := s.Commit(Commit{Blocks: run}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, run...)
+	}
+	return out
+}
+
 // Every byte of a stored block value is covered: flipping any one of the
 // bytes of a middle block with 3 messages, its checksum included, is caught
 // at that block's height.
