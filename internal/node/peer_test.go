@@ -421,6 +421,14 @@ func TestPeerCatchUpShrinksRequestsThatFail(t *testing.T) {
 	if tip := f.st.Tip(); tip.Height != 300 {
 		t.Fatalf("peer at height %d after catching up, want 300 (requests asked for %v)", tip.Height, asked)
 	}
+	shrank, grew := false, false
+	for i := 1; i < len(asked); i++ {
+		shrank = shrank || asked[i-1] > 100 && asked[i] == asked[i-1]/4
+		grew = grew || asked[i-1] <= 100 && asked[i] == 2*asked[i-1]
+	}
+	if !shrank || !grew {
+		t.Errorf("requests asked for %v: want a quarter after a failure (%v) and twice as many after an answer (%v)", asked, shrank, grew)
+	}
 }
 
 // A leader that answers but whose blocks are refused (here: signed by
