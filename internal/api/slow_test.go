@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,12 +25,18 @@ import (
 // of a body much longer than what follows, and stops sending.
 func stalledPost(t *testing.T, n *node, path string) net.Conn {
 	t.Helper()
+	return stalledPostLen(t, n, path, 100000)
+}
+
+// stalledPostLen is stalledPost with a Content-Length of length.
+func stalledPostLen(t *testing.T, n *node, path string, length int) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(n.srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	req := "POST " + path + " HTTP/1.1\r\nHost: kimura\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"messages\": ["
+	req := "POST " + path + " HTTP/1.1\r\nHost: kimura\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(length) + "\r\n\r\n{\"messages\": ["
 	if _, err := c.Write([]byte(req)); err != nil {
 		t.Fatal(err)
 	}
@@ -118,22 +125,24 @@ func TestTricklingBatchesHoldNoSlot(t *testing.T) {
 func TestBodyWholeWithinMaxBodyTime(t *testing.T) {
 	const maxTime = time.Second
 	n := newNode(t, func(c *api.Config) { c.BodyGrace = 100 * time.Millisecond; c.MaxBodyTime = maxTime })
-	c := stalledPost(t, n, "/messages") // Content-Length 100000
+	const length = 10_000_000
+	c := stalledPostLen(t, n, "/messages", length)
 	start := time.Now()
 	stop := make(chan struct{})
 	defer close(stop)
-	// 80,000 bytes a second, above MinBodyRate all along: the rest of the
-	// 100,000-byte body would arrive after 1.25 s, past maxTime.
+	// 800,000 bytes a second, twelve times MinBodyRate, so that a stall
+	// of the writer on a busy machine does not bring the average below
+	// it: the body would be whole after 12.5 s, far past maxTime.
 	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
-		for left := 100000 - len(`{"messages": [`); left > 0; left -= 4000 {
+		for left := length - len(`{"messages": [`); left > 0; left -= 16000 {
 			select {
 			case <-stop:
 				return
 			case <-tick.C:
 			}
-			if _, err := c.Write([]byte(strings.Repeat(" ", min(left, 4000)))); err != nil {
+			if _, err := c.Write([]byte(strings.Repeat(" ", min(left, 16000)))); err != nil {
 				return
 			}
 		}
