@@ -63,35 +63,35 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", dir, err)
 	}
-	return open(dir, log, false)
+	return open(vfs.Default, dir, log, false)
 }
 
 // OpenExisting opens the database in dir read-only, for an offline check.
 // It fails with ErrNoDatabase when dir holds none; it writes nothing but
 // the lock files.
 func OpenExisting(dir string, log *slog.Logger) (*Store, error) {
-	manifest, data, err := pebbleFiles(dir)
+	manifest, data, err := pebbleFiles(vfs.Default, dir)
 	if err != nil {
 		return nil, err
 	}
 	if !manifest && !data {
 		return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
 	}
-	return open(dir, log, true)
+	return open(vfs.Default, dir, log, true)
 }
 
 // pebbleFiles says what dir holds of a Pebble database: a manifest (its
 // list of files), and files with data (tables, logs).
-func pebbleFiles(dir string) (manifest, data bool, err error) {
-	entries, err := os.ReadDir(dir)
+func pebbleFiles(files vfs.FS, dir string) (manifest, data bool, err error) {
+	names, err := files.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, false, nil
 	}
 	if err != nil {
 		return false, false, fmt.Errorf("store: read %s: %w", dir, err)
 	}
-	for _, e := range entries {
-		switch n := e.Name(); {
+	for _, n := range names {
+		switch {
 		case strings.HasPrefix(n, "MANIFEST-"):
 			manifest = true
 		case strings.HasSuffix(n, ".sst"), strings.HasSuffix(n, ".log"):
@@ -111,7 +111,9 @@ func damaged(err error) bool {
 		strings.Contains(err.Error(), "object size mismatch") // Pebble marks this one with no type
 }
 
-func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
+// open opens the database in dir on files (vfs.Default but in tests); the
+// directory lock is always taken on the real file system.
+func open(files vfs.FS, dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +121,7 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	manifest, data, err := pebbleFiles(dir)
+	manifest, data, err := pebbleFiles(files, dir)
 	if err != nil {
 		_ = lock.Close()
 		return nil, err
@@ -133,7 +135,7 @@ func open(dir string, log *slog.Logger, readOnly bool) (*Store, error) {
 	// The disk-health checker is the store's own, not one Pebble makes for
 	// itself: Pebble closes its own only in DB.Close, so a failed Open
 	// would leave its goroutine behind.
-	checked, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(i vfs.DiskSlowInfo) {
+	checked, fsCloser := vfs.WithDiskHealthChecks(files, 5*time.Second, nil, func(i vfs.DiskSlowInfo) {
 		log.Warn("store: disk operation slow", "path", i.Path, "op", i.OpType.String(), "took", i.Duration.Round(time.Millisecond))
 	})
 	db, err := pebble.Open(dir, pebbleOptions(log, checked, readOnly))
