@@ -243,16 +243,19 @@ func pubOf(priv ed25519.PrivateKey) chain.PublicKey {
 	return chain.PublicKey(priv.Public().(ed25519.PublicKey))
 }
 
-// testMessagePending: with a 1s interval, a message submitted just after a
+// testMessagePending: with a 3s interval, a message submitted just after a
 // block is visibly pending (no place, no proof) until the next block seals
 // it, and a duplicate of a pending message is already refused.
 func testMessagePending(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	n := startNode(t, "--leader", "--block-interval", "1s")
+	// The checks below take a few requests; the interval leaves them ample
+	// room on a loaded machine before the next block seals the message.
+	const interval = 3 * time.Second
+	n := startNode(t, "--leader", "--block-interval", interval.String())
 	c := n.Client()
-	// Submit right after a block, so that the next is about 1s away.
-	sealed := n.WaitHeight(1, 5*time.Second)
+	// Submit right after a block, so that the next is about 3s away.
+	sealed := n.WaitHeight(1, interval+5*time.Second)
 
 	sender := newSender(t)
 	m := chain.SignMessage(sender, 7, "waiting for a block")
@@ -282,7 +285,7 @@ func testMessagePending(t *testing.T) {
 		t.Fatalf("height %d (%v) after the checks, was %d: the checks took too long to show the pending state", ht.Height, err, sealed)
 	}
 
-	conf := waitConfirmed(t, n, a.ID, 5*time.Second)
+	conf := waitConfirmed(t, n, a.ID, interval+5*time.Second)
 	checkConfirmed(t, n, &conf)
 	checkProofField(t, n, a.ID) // the only message of its block: an empty proof
 	if *conf.BlockHeight <= sealed {
@@ -502,18 +505,37 @@ func TestFullPendingQueue(t *testing.T) {
 		_, err := via.Client().Submit(ctx, ptr(chain.SignMessage(sender, nonce, content)))
 		return err
 	}
-	// fill submits through via until it is answered 503: within four
-	// submissions, unless a block is sealed in between (every 2 s).
+	// fill submits through via, with raw requests so that the headers show,
+	// until it is answered 503: within four submissions, unless a block is
+	// sealed in between (every 2 s). The 503 must be the leader's for a full
+	// queue, Retry-After and all, and not, say, a peer's for a leader it
+	// cannot reach.
 	fill := func(via *Node) {
 		t.Helper()
 		for range 12 {
-			err := submit(via)
-			if httpCode(err) == http.StatusServiceUnavailable {
-				return
+			nonce++
+			m := chain.SignMessage(sender, nonce, content)
+			r := via.request(http.MethodPost, "/message", "application/json", submissionBody(t, &m))
+			switch r.Code {
+			case http.StatusAccepted:
+				continue
+			case http.StatusServiceUnavailable:
+			default:
+				t.Fatalf("submitting through %s: %d %s", via, r.Code, r.Body)
 			}
-			if err != nil {
-				t.Fatalf("submitting through %s: %v", via, err)
+			what := fmt.Sprintf("POST /message through %s to a full queue", via)
+			errorAnswer(t, what, r, http.StatusServiceUnavailable)
+			var eb struct {
+				Error string `json:"error"`
 			}
+			_ = json.Unmarshal(r.Body, &eb) // errorAnswer judged the body
+			if reason := strings.ToLower(eb.Error); !strings.Contains(reason, "queue") || !strings.Contains(reason, "full") {
+				t.Errorf("%s: reason %q does not say the pending queue is full", what, eb.Error)
+			}
+			if got := r.Header.Get("Retry-After"); got != "1" {
+				t.Errorf("%s: Retry-After %q, want 1", what, got)
+			}
+			return
 		}
 		t.Fatalf("no 503 through %s after 12 submissions to a queue bounded to 3 messages", via)
 	}

@@ -180,6 +180,26 @@ func waitLogFrom(t testing.TB, n *Node, offset int, substr string, timeout time.
 	})
 }
 
+// gossipedRE matches a peer's debug line for a block that came by gossip,
+// as the node writes it (slog's text form): msg="Received block by gossip"
+// height=H bytes=B messages=M.
+var gossipedRE = regexp.MustCompile(`msg="Received block by gossip" height=(\d+) `)
+
+// lastGossiped is the greatest height of a "Received block by gossip" line
+// of a log.
+func lastGossiped(logs string) (uint64, bool) {
+	var (
+		top   uint64
+		found bool
+	)
+	for _, m := range gossipedRE.FindAllStringSubmatch(logs, -1) {
+		if h, err := strconv.ParseUint(m[1], 10, 64); err == nil && (!found || h > top) {
+			top, found = h, true
+		}
+	}
+	return top, found
+}
+
 // leaderGoneLog is what a peer logs when its poll finds the leader gone
 // (README "When the leader is away"); the tests wait for it so that they
 // check the peer's reads after it has noticed, not before.
@@ -564,12 +584,27 @@ func TestPeerRegainsGossipAfterFastLeaderRestart(t *testing.T) {
 	before := leader.Health().P2PAddrs
 
 	leader.Kill()
-	off := len(peer.Logs())
+	// Gossip the old leader sent before the kill may still be logged by the
+	// peer after this point; only a block above the old leader's last one
+	// can have come from the new leader. The old leader publishes a block
+	// after logging it, so its final log names every block it sent.
+	oldLast, ok := lastProduced(leader.Logs())
+	if !ok {
+		t.Fatal("the first leader logged no \"Produced block\" line")
+	}
 	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	if after := leader2.Health().P2PAddrs; slices.Equal(after, before) {
 		t.Fatalf("the restarted leader listens on %v again: the test needs a new port", after)
 	}
-	waitLogFrom(t, peer, off, "Received block by gossip", rejoinTimeout)
+	eventually(t, rejoinTimeout, fmt.Sprintf("\"Received block by gossip\" above height %d in the log of %s", oldLast, peer), func() error {
+		if peer.Exited() {
+			t.Fatalf("%s exited (code %d)", peer, peer.exitCode)
+		}
+		if h, ok := lastGossiped(peer.Logs()); !ok || h <= oldLast {
+			return fmt.Errorf("last gossiped height %d (%v)", h, ok)
+		}
+		return nil
+	})
 	target := leader2.WaitHeight(heightOf(t, leader2)+1, syncTimeout)
 	peer.WaitHeight(target, syncTimeout)
 	checkChain(t, sameBlocks(t, leader2, peer, 0, target))
@@ -749,8 +784,23 @@ func TestPeerRefusesPeerAsLeader(t *testing.T) {
 // connections but never answers (a dial waits out libp2p's timeout of
 // several seconds) holds up neither the first catch-up nor the polls
 // after it: the peer keeps up with the leader by polling, every second.
+//
+// The peer's own log is the clock: it logs each failed dial, and each batch
+// of blocks a catch-up stored, with a timestamp. Between the first contact
+// and the first failed dial, and between that and the next failed dial (the
+// retry a later poll starts), the catch-ups must go on for well over a
+// second: a poll held up by the dial could store blocks at most once per
+// dial.
 func TestPeerPollsWhileLeaderAddrHangs(t *testing.T) {
 	t.Parallel()
+	const (
+		// minSpan is how long the catch-ups within one hanging dial must
+		// go on for: more than one poll interval (1s), well under a dial's
+		// timeout (5s on a loopback address).
+		minSpan = 1500 * time.Millisecond
+		// dialsTimeout bounds the two hanging dials, a poll apart.
+		dialsTimeout = 40 * time.Second
+	)
 	leader := startNode(t, "--leader", "--test-mode")
 	tarpit, err := net.Listen("tcp", "127.0.0.1:0") // never accepts: the kernel completes handshakes, nothing answers
 	if err != nil {
@@ -758,14 +808,71 @@ func TestPeerPollsWhileLeaderAddrHangs(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = tarpit.Close() })
 	port := tarpit.Addr().(*net.TCPAddr).Port
-	peer := startPeer(t, leader, "--leader-addr", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, leader.Health().PeerID))
-	for range 3 {
-		target := leader.WaitHeight(heightOf(t, leader)+5, syncTimeout)
-		peer.WaitHeight(target, 2500*time.Millisecond) // a poll a second, and room for a slow machine
+	peer := startPeer(t, leader, "--log-level", "debug",
+		"--leader-addr", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, leader.Health().PeerID))
+
+	var windows [][]time.Time // the catch-ups' times before each failed dial
+	var failedAt []time.Time
+	eventually(t, dialsTimeout, "two failed dials of the address that never answers", func() error {
+		if peer.Exited() {
+			t.Fatalf("%s exited (code %d)", peer, peer.exitCode)
+		}
+		windows, failedAt = catchUpsPerDial(t, peer.Logs())
+		if len(failedAt) < 2 {
+			return fmt.Errorf("%d failed dials logged", len(failedAt))
+		}
+		return nil
+	})
+	for i := range 2 {
+		w := windows[i]
+		var span time.Duration
+		if len(w) > 0 {
+			span = w[len(w)-1].Sub(w[0])
+		}
+		t.Logf("dial %d failed at %s: %d catch-ups before it, over %v", i+1, failedAt[i].Format("15:04:05.000"), len(w), span)
+		if span < minSpan {
+			t.Errorf("dial %d: the catch-ups while it hung went on for %v (%d of them), want at least %v: polling waited for the dial",
+				i+1, span, len(w), minSpan)
+		}
 	}
+	// And the peer is still level with the leader.
+	target := leader.WaitHeight(heightOf(t, leader)+5, syncTimeout)
+	peer.WaitHeight(target, syncTimeout)
 	if strings.Contains(peer.Logs(), "Received block by gossip") {
 		t.Error("the peer received gossip through an address that never answers")
 	}
+}
+
+// catchUpsPerDial reads a peer's debug log: failedAt are the times of its
+// "cannot connect to the leader over p2p" lines, and windows[i] the times of
+// the "Stored blocks" lines of catch-ups logged after failed dial i-1 (or
+// the start) and before failed dial i.
+func catchUpsPerDial(t testing.TB, logs string) (windows [][]time.Time, failedAt []time.Time) {
+	t.Helper()
+	timeOf := func(line string) time.Time {
+		v, ok := strings.CutPrefix(strings.Fields(line)[0], "time=")
+		if !ok {
+			t.Fatalf("log line without a leading time=: %q", line)
+		}
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		return at
+	}
+	var cur []time.Time
+	for line := range strings.Lines(logs) {
+		switch {
+		case !strings.HasSuffix(line, "\n"): // still being written
+		case strings.Contains(line, `msg="Stored blocks"`) && strings.Contains(line, " via=catch-up"):
+			cur = append(cur, timeOf(line))
+		case strings.Contains(line, "cannot connect to the leader over p2p"):
+			failedAt = append(failedAt, timeOf(line))
+			windows = append(windows, cur)
+			cur = nil
+		}
+	}
+	return windows, failedAt
 }
 
 // TestPeerLeaderAddrFlag: a peer given --leader-addr dials that address, not

@@ -276,12 +276,12 @@ func TestRPCPortFlag(t *testing.T) {
 	if !strings.HasPrefix(n.URL(), "http://127.0.0.1:") || strings.HasSuffix(n.URL(), ":0") {
 		t.Fatalf("--rpc-port 0 serves on %s, want 127.0.0.1 and a chosen port", n.URL())
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A port below the ephemeral range: no outgoing connection can take it
+	// between the check that it is free and the node's bind.
+	_, port, err := net.SplitHostPort(rebindableAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	_ = ln.Close()
 	n = startNode(t, "--leader", "--test-mode", "--rpc-port", port)
 	if want := "http://127.0.0.1:" + port; n.URL() != want {
 		t.Fatalf("--rpc-port %s serves on %s, want %s", port, n.URL(), want)

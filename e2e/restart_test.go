@@ -184,7 +184,9 @@ func TestLeaderRestartContinuity(t *testing.T) {
 
 // TestCrashRecoveryNoDataLoss: a leader killed with SIGKILL while eight
 // clients submit, three times over on the same data directory, loses no
-// acknowledged message and never seals a message twice.
+// acknowledged message and never seals a message twice, and each restart
+// still has every block the killed run logged as produced, the last of them
+// with the hash it was served with before the kill.
 func TestCrashRecoveryNoDataLoss(t *testing.T) {
 	t.Parallel()
 	const (
@@ -202,9 +204,48 @@ func TestCrashRecoveryNoDataLoss(t *testing.T) {
 		mu    sync.Mutex
 		acked = map[chain.Hash]ack{}
 	)
+	// crashed is what each killed run had produced: the last block it had
+	// logged as produced when it was read before the kill (and its hash as
+	// served then), and the last one its final log names (a block may be
+	// sealed between that read and the kill).
+	type crash struct {
+		round  int
+		height uint64 // last "Produced block" before the kill was sent
+		hash   chain.Hash
+		logged uint64 // last "Produced block" of the run's whole log
+	}
+	var crashed []crash
+	// survived checks, on a node restarted on db, that every block a killed
+	// run logged as produced is there: it resumes at or above the last one,
+	// and the block read before each kill has the same hash now.
+	survived := func(n *Node, when string) {
+		t.Helper()
+		if len(crashed) == 0 {
+			return
+		}
+		resumed := logNumber(t, n, resumingRE, time.Second)
+		if last := crashed[len(crashed)-1]; resumed < last.logged {
+			t.Errorf("%s: \"Leader resuming from height %d\", but round %d logged \"Produced block %d\" before it was killed",
+				when, resumed, last.round, last.logged)
+		}
+		for _, c := range crashed {
+			b, err := n.Client().Block(context.Background(), c.height, false)
+			if err != nil {
+				t.Errorf("%s: block %d, produced before round %d's kill: GET /block/%d: %v", when, c.height, c.round, c.height, err)
+				continue
+			}
+			if b.Hash != c.hash {
+				t.Errorf("%s: block %d has hash %s; before round %d's kill it was %s", when, c.height, b.Hash, c.round, c.hash)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
 	for round := 1; round <= rounds; round++ {
 		n := startNode(t, "--leader", "--test-mode", "--db-path", db)
 		t.Logf("round %d: node ready at %v", round, time.Since(testStart).Round(time.Millisecond))
+		survived(n, fmt.Sprintf("round %d start", round))
 		keys := make([]ed25519.PrivateKey, submitters)
 		for i := range keys {
 			keys[i] = newSender(t)
@@ -264,15 +305,27 @@ func TestCrashRecoveryNoDataLoss(t *testing.T) {
 			}
 			return nil
 		})
+		// The last block this run has logged as produced, and its hash:
+		// it must outlive the kill unchanged.
+		last, ok := lastProduced(n.Logs())
+		if !ok {
+			t.Fatalf("round %d: no \"Produced block\" line before the kill; test mode seals every 100ms", round)
+		}
+		lb, err := n.Client().Block(context.Background(), last, false)
+		if err != nil {
+			t.Fatalf("round %d: GET /block/%d, logged as produced: %v", round, last, err)
+		}
 		killed.Store(true)
 		n.Kill()
 		cancel()
 		wg.Wait()
+		logged, _ := lastProduced(n.Logs()) // final: the process is gone
+		crashed = append(crashed, crash{round: round, height: last, hash: lb.Hash, logged: logged})
 		for _, err := range liveErrs {
 			t.Errorf("round %d: %v", round, err)
 		}
-		t.Logf("round %d: killed after %v of load with %d acknowledged messages; submitters done at %v",
-			round, time.Since(loadStart).Round(time.Millisecond), acks.Load(), time.Since(testStart).Round(time.Millisecond))
+		t.Logf("round %d: killed after %v of load with %d acknowledged messages and block %d (%d read before the kill); submitters done at %v",
+			round, time.Since(loadStart).Round(time.Millisecond), acks.Load(), logged, last, time.Since(testStart).Round(time.Millisecond))
 		if t.Failed() {
 			t.FailNow()
 		}
@@ -281,6 +334,7 @@ func TestCrashRecoveryNoDataLoss(t *testing.T) {
 	n := startNode(t, "--leader", "--test-mode", "--db-path", db)
 	c := n.Client()
 	t.Logf("final start: ready at %v", time.Since(testStart).Round(time.Millisecond))
+	survived(n, "final start")
 
 	// Each acknowledged message is there, unchanged. In test mode whatever
 	// was pending is sealed within moments, so once the queue is empty each
