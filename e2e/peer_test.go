@@ -558,7 +558,6 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 	}
 
 	// The leader is back, at the same address: the peer catches up alone.
-	off := len(peer.Logs())
 	leader2 := startNode(t, "--leader", "--test-mode", "--db-path", ldb, "--rpc-addr", addr)
 	if leader2.URL() != leader.URL() {
 		t.Fatalf("restarted leader serves on %s, want %s", leader2.URL(), leader.URL())
@@ -566,8 +565,14 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 	target := leader2.WaitHeight(stopped+3, syncTimeout)
 	peer.WaitHeight(target, rejoinTimeout)
 	checkChain(t, sameBlocks(t, leader2, peer, 0, target))
-	// README: "reconnects the gossip link".
-	waitLogFrom(t, peer, off, "Received block by gossip", syncTimeout)
+	// README: "reconnects the gossip link": a block by gossip that only the
+	// restarted leader can have sent.
+	eventually(t, syncTimeout, fmt.Sprintf("\"Received block by gossip\" above height %d in the log of %s", stopped, peer), func() error {
+		if h, ok := lastGossiped(peer.Logs()); !ok || h <= stopped {
+			return fmt.Errorf("last gossiped height %d (%v)", h, ok)
+		}
+		return nil
+	})
 }
 
 // TestPeerRegainsGossipAfterFastLeaderRestart: a leader killed and back
