@@ -165,18 +165,18 @@ func errorAnswer(t testing.TB, what string, r httpResult, code int) *chain.Hash 
 	return eb.ID
 }
 
-// waitLogFrom waits until the log written after its first offset bytes
-// holds a line containing substr.
-func waitLogFrom(t testing.TB, n *Node, offset int, substr string, timeout time.Duration) {
+// waitGossipAbove waits until peer logs a block above height received by
+// gossip: one that only a leader that made blocks past height can have sent.
+func waitGossipAbove(t testing.TB, peer *Node, height uint64, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("%q in the log of %s", substr, n), func() error {
-		if strings.Contains(n.Logs()[offset:], substr) {
-			return nil
+	eventually(t, timeout, fmt.Sprintf("\"Received block by gossip\" above height %d in the log of %s", height, peer), func() error {
+		if peer.Exited() {
+			t.Fatalf("%s exited (code %d)", peer, peer.exitCode)
 		}
-		if n.Exited() {
-			t.Fatalf("%s exited (code %d) without logging %q", n, n.exitCode, substr)
+		if h, ok := lastGossiped(peer.Logs()); !ok || h <= height {
+			return fmt.Errorf("last gossiped height %d (%v)", h, ok)
 		}
-		return fmt.Errorf("not logged")
+		return nil
 	})
 }
 
@@ -567,12 +567,7 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 	checkChain(t, sameBlocks(t, leader2, peer, 0, target))
 	// README: "reconnects the gossip link": a block by gossip that only the
 	// restarted leader can have sent.
-	eventually(t, syncTimeout, fmt.Sprintf("\"Received block by gossip\" above height %d in the log of %s", stopped, peer), func() error {
-		if h, ok := lastGossiped(peer.Logs()); !ok || h <= stopped {
-			return fmt.Errorf("last gossiped height %d (%v)", h, ok)
-		}
-		return nil
-	})
+	waitGossipAbove(t, peer, stopped, syncTimeout)
 }
 
 // TestPeerRegainsGossipAfterFastLeaderRestart: a leader killed and back
@@ -601,15 +596,7 @@ func TestPeerRegainsGossipAfterFastLeaderRestart(t *testing.T) {
 	if after := leader2.Health().P2PAddrs; slices.Equal(after, before) {
 		t.Fatalf("the restarted leader listens on %v again: the test needs a new port", after)
 	}
-	eventually(t, rejoinTimeout, fmt.Sprintf("\"Received block by gossip\" above height %d in the log of %s", oldLast, peer), func() error {
-		if peer.Exited() {
-			t.Fatalf("%s exited (code %d)", peer, peer.exitCode)
-		}
-		if h, ok := lastGossiped(peer.Logs()); !ok || h <= oldLast {
-			return fmt.Errorf("last gossiped height %d (%v)", h, ok)
-		}
-		return nil
-	})
+	waitGossipAbove(t, peer, oldLast, rejoinTimeout)
 	target := leader2.WaitHeight(heightOf(t, leader2)+1, syncTimeout)
 	peer.WaitHeight(target, syncTimeout)
 	checkChain(t, sameBlocks(t, leader2, peer, 0, target))
