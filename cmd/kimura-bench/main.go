@@ -13,8 +13,11 @@
 // did no work (nothing acknowledged or committed, no block of the size it
 // times), was interrupted, or an invariant broke (an acknowledged message
 // missing from the chain or a message in it twice, a full block short of
-// --max-block-messages, a block that never reached a peer); 2 for a bad
-// command line or no kimura-node to run.
+// --max-block-messages or that some peer did not receive by gossip, a block
+// that never reached a peer); 2 for a bad command line or no kimura-node to
+// run. The first SIGINT, SIGTERM or SIGHUP interrupts the run, which stops
+// its nodes, removes its directories and prints what it measured; a second
+// one kills the tool.
 package main
 
 import (
@@ -58,7 +61,9 @@ scenarios and their flags:
              package, minutes rather than half an hour for 1,000,000 blocks)
              --chain DIR (measure a stopped node's data directory instead; kept)
   catchup    the same flags as restart, with --blocks 10000
-  all        every scenario above with its defaults
+  all        every scenario above with its defaults, and ingest-open-loop: ingest
+             --mode batch --batch 100 --rate 10000 --no-bare, where the inclusion
+             latency target is judged
 
 build both binaries first: go build -o bin/ ./cmd/...
 `
@@ -67,10 +72,28 @@ func main() {
 	if os.Getenv(bench.BareChildEnv) == "1" {
 		os.Exit(bench.BareMain(os.Args[1:], os.Stderr))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// interruptSignals end a run: its nodes are stopped, its directories
+// removed and what it measured so far is printed.
+var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// interruptContext returns a context done at the first of
+// interruptSignals. Only the first is caught: from then on those signals
+// act as they would without the tool's handler, so a second Ctrl-C kills a
+// tool whose cleanup is taking too long (the kernel still kills its nodes,
+// though their directories are left behind).
+func interruptContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), interruptSignals...)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }
 
 // usageError is a bad command line: exit 2.
@@ -139,6 +162,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if rep == nil {
 			rep = bench.NewScenarioReport(s.name, *runs, nil)
 		}
+		rep.Name = s.name // the report is keyed by it: all runs ingest twice
 		if err != nil {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("interrupted: %w", err)
@@ -220,16 +244,32 @@ func parseScenario(name string, args []string) ([]scenario, error) {
 			return nil, err
 		}
 		var out []scenario
-		for _, f := range []func([]string) (scenario, error){ingestFlags, propagateFlags, restartFlags, catchupFlags} {
-			s, err := f(nil)
+		for _, a := range allScenarios {
+			s, err := parseScenario(a.scenario, a.args)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, s)
+			s[0].name = a.name
+			out = append(out, s[0])
 		}
 		return out, nil
 	}
 	return nil, usagef("unknown scenario %q: want ingest, propagate, restart, catchup or all", name)
+}
+
+// allScenarios is what `all` runs: every scenario with its defaults, and
+// an open-loop ingest at 10,000 msgs/s in batches of 100, the condition the
+// issue states the inclusion-latency target at, which the closed-loop
+// default never meets. It skips the bare endpoint: no target there uses it.
+var allScenarios = []struct {
+	name, scenario string
+	args           []string
+}{
+	{"ingest", "ingest", nil},
+	{"ingest-open-loop", "ingest", []string{"--mode", "batch", "--batch", "100", "--rate", "10000", "--no-bare"}},
+	{"propagate", "propagate", nil},
+	{"restart", "restart", nil},
+	{"catchup", "catchup", nil},
 }
 
 // parseFlags parses a scenario's flags, refusing leftovers.
@@ -248,6 +288,17 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 func ingestFlags(args []string) (scenario, error) {
+	c, err := parseIngest(args)
+	if err != nil {
+		return scenario{}, err
+	}
+	return scenario{name: "ingest", run: func(ctx context.Context, sup *bench.Supervisor, runs int) (*bench.ScenarioReport, error) {
+		return bench.Ingest(ctx, sup, c, runs)
+	}}, nil
+}
+
+// parseIngest parses and checks ingest's flags.
+func parseIngest(args []string) (bench.IngestConfig, error) {
 	var c bench.IngestConfig
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	fs.IntVar(&c.Clients, "clients", 64, "concurrent clients")
@@ -261,14 +312,12 @@ func ingestFlags(args []string) (scenario, error) {
 	fs.IntVar(&c.MaxBlockMessages, "max-block-messages", 0, "the leader's --max-block-messages; 0 = its default")
 	fs.BoolVar(&c.NoBare, "no-bare", false, "skip the bare durable endpoint")
 	if err := parseFlags(fs, args); err != nil {
-		return scenario{}, err
+		return c, err
 	}
 	if err := c.Validate(); err != nil {
-		return scenario{}, usagef("ingest: %v", err)
+		return c, usagef("ingest: %v", err)
 	}
-	return scenario{name: "ingest", run: func(ctx context.Context, sup *bench.Supervisor, runs int) (*bench.ScenarioReport, error) {
-		return bench.Ingest(ctx, sup, c, runs)
-	}}, nil
+	return c, nil
 }
 
 func propagateFlags(args []string) (scenario, error) {

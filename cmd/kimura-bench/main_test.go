@@ -15,10 +15,14 @@ import (
 )
 
 // TestMain lets the test binary stand in for kimura-bench when the smoke
-// test's run starts the bare endpoint as a child of this executable.
+// test's run starts the bare endpoint as a child of this executable, and
+// for the signal test's child.
 func TestMain(m *testing.M) {
 	if os.Getenv(bench.BareChildEnv) == "1" {
 		os.Exit(bench.BareMain(os.Args[1:], os.Stderr))
+	}
+	if os.Getenv(signalChildEnv) == "1" {
+		signalChild()
 	}
 	os.Exit(m.Run())
 }
@@ -70,6 +74,11 @@ func TestOversizedRunsAreUsageErrors(t *testing.T) {
 		{[]string{"propagate", "--duration", "10h"}, "--duration"},
 		{[]string{"propagate", "--duration", "100000h"}, "--duration"},
 		{[]string{"propagate", "--max-block-messages", "1000000000000"}, "--max-block-messages"},
+		{[]string{"propagate", "--peers", "1000000"}, "--peers"},
+		{[]string{"restart", "--blocks", "9223372036854775807", "--messages-per-block", "10000"}, "--blocks"},
+		{[]string{"catchup", "--blocks", "9223372036854775807"}, "--blocks"},
+		{[]string{"restart", "--build", "direct", "--messages-per-block", "10000", "--content-bytes", "65536"}, "--blocks"},
+		{[]string{"restart", "--blocks", "1000000", "--content-bytes", "65536"}, "--blocks"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(context.Background(), c.args, &stdout, &stderr); code != exitUsage {
@@ -142,7 +151,7 @@ func TestSmoke(t *testing.T) {
 	if !ok {
 		t.Fatalf("no restart scenario in the report")
 	}
-	for _, name := range []string{"chain_height", "chain_messages", "exec_to_health", "blocks_per_s", "node_verify_time", "peak_rss", "disk_per_msg"} {
+	for _, name := range []string{"chain_height", "chain_messages", "exec_to_health", "blocks_per_s_to_healthy", "verify_blocks_per_s", "node_verify_time", "peak_rss", "disk_per_msg"} {
 		if m, ok := restart.Metrics[name]; !ok || len(m.Values) != 1 {
 			t.Errorf("restart metric %s missing or without one value: %+v", name, m)
 		}

@@ -16,15 +16,51 @@ import (
 	"github.com/kimura-ledger/kimura/internal/store"
 )
 
-// directGroup is how many blocks the direct builder signs as one job and
-// commits as one batch.
-const directGroup = 256
+// The direct builder signs a group of blocks as one job and commits it as
+// one batch. A group is at most directGroup blocks, directGroupMessages
+// messages and directGroupBytes bytes in memory, and at least one block.
+const (
+	directGroup         = 256
+	directGroupMessages = 1 << 16
+	directGroupBytes    = 64 << 20
+)
+
+// directMessageBytes estimates what one message of contentBytes takes in
+// the direct builder's memory: the signed message, its copy in the
+// commit's Confirmed list and its encodings in the batch, about what a
+// pre-signed message takes in a pool.
+func directMessageBytes(contentBytes int) int64 {
+	return int64(2*contentBytes + poolOverhead)
+}
+
+// directGroupBlocks is how many blocks of messagesPerBlock messages of
+// contentBytes a group holds.
+func directGroupBlocks(messagesPerBlock, contentBytes int) int {
+	if messagesPerBlock == 0 {
+		return directGroup
+	}
+	byCount := directGroupMessages / messagesPerBlock
+	byBytes := int(directGroupBytes / (int64(messagesPerBlock) * directMessageBytes(contentBytes)))
+	return max(1, min(directGroup, byCount, byBytes))
+}
+
+// directInFlight is how many groups the direct builder holds at once with
+// workers signing: those queued in signGroups' ordered channel, the one
+// waiting to be queued, and the one being committed.
+func directInFlight(workers int) int { return 2*workers + 2 }
+
+// directMemory estimates the direct builder's peak memory for its messages.
+func directMemory(messagesPerBlock, contentBytes, workers int) int64 {
+	return int64(directInFlight(workers)) * int64(directGroupBlocks(messagesPerBlock, contentBytes)) *
+		int64(messagesPerBlock) * directMessageBytes(contentBytes)
+}
 
 // buildChainDirect writes the chain straight into a new data directory with
 // the node's own store and chain packages, as a leader would have sealed it:
 // node.key is the producer key, every message is signed by its sender and
 // stamped, every block is sealed on its parent, and meta: is kept by
-// store.Commit. It skips HTTP, the queue and the block interval, which is
+// store.Commit. ChainConfig.Validate bounds what it holds in memory
+// (directMemory). It skips HTTP, the queue and the block interval, which is
 // what makes a chain of 1,000,000 blocks take minutes rather than half an
 // hour; the restart that is measured afterwards runs a real leader on it.
 // Messages are signed on every core; blocks are committed in order.
@@ -112,7 +148,7 @@ type signedGroup struct {
 func signGroups(ctx context.Context, cfg ChainConfig) <-chan *signedGroup {
 	workers := runtime.NumCPU()
 	jobs := make(chan *signedGroup)
-	ordered := make(chan *signedGroup, 2*workers)
+	ordered := make(chan *signedGroup, directInFlight(workers)-2)
 	keys := NewPool(cfg.ContentBytes, "chain").keys
 	stamp := uint64(time.Now().UnixMilli())
 	var wg sync.WaitGroup
@@ -132,8 +168,9 @@ func signGroups(ctx context.Context, cfg ChainConfig) <-chan *signedGroup {
 	go func() {
 		defer close(ordered)
 		defer func() { close(jobs); wg.Wait() }()
-		for first := 0; first < cfg.Blocks; first += directGroup {
-			n := min(directGroup, cfg.Blocks-first)
+		group := directGroupBlocks(cfg.MessagesPerBlock, cfg.ContentBytes)
+		for first := 0; first < cfg.Blocks; first += group {
+			n := min(group, cfg.Blocks-first)
 			g := &signedGroup{first: first, blocks: n, msgs: make([]chain.Message, n*cfg.MessagesPerBlock), done: make(chan struct{})}
 			select {
 			case ordered <- g:

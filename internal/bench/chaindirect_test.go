@@ -2,7 +2,9 @@ package bench
 
 import (
 	"crypto/ed25519"
+	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +61,87 @@ func TestBuildChainDirect(t *testing.T) {
 		if err != nil || c.Height != 600 || c.Message.Verify() != nil {
 			t.Fatalf("message %s of block 600: %+v, %v", e.ID, c, err)
 		}
+	}
+}
+
+// chainCfg is a valid chain configuration changed by f.
+func chainCfg(f func(*ChainConfig)) ChainConfig {
+	c := ChainConfig{Blocks: 100_000, MessagesPerBlock: 10, BuildInterval: time.Millisecond, ContentBytes: 100, Builder: "leader"}
+	f(&c)
+	return c
+}
+
+// Chains too long to build, too large for the disk, or too large for the
+// direct builder's memory are refused up front in one line that starts
+// with the flag to change; --blocks of math.MaxInt64, which overflowed
+// --blocks × --messages-per-block and built forever, is one of them. The
+// chains the README measures are accepted.
+func TestChainConfigIsBounded(t *testing.T) {
+	for _, c := range []struct {
+		cfg  ChainConfig
+		flag string
+	}{
+		{chainCfg(func(c *ChainConfig) { c.Blocks = math.MaxInt64 }), "--blocks must be"},
+		{chainCfg(func(c *ChainConfig) { c.Blocks = math.MaxInt64; c.MessagesPerBlock = 10000 }), "--blocks must be"},
+		{chainCfg(func(c *ChainConfig) { c.Blocks = maxChainBlocks + 1 }), "--blocks must be"},
+		{chainCfg(func(c *ChainConfig) { c.MessagesPerBlock = 10000 }), "--blocks 100000 × --messages-per-block 10000 is 1,000,000,000 messages"},
+		{chainCfg(func(c *ChainConfig) { c.MessagesPerBlock = 10000; c.ContentBytes = 64 << 10; c.Builder = "direct" }), "--blocks 100000 × --messages-per-block 10000 is"},
+		{chainCfg(func(c *ChainConfig) { c.Blocks = 1_000_000; c.ContentBytes = 64 << 10 }), "--blocks 1000000 × --messages-per-block 10 × --content-bytes 65536"},
+	} {
+		err := c.cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), c.flag) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%+v: %v; want one line starting with %q", c.cfg, err, c.flag)
+		}
+	}
+	for _, cfg := range []ChainConfig{
+		chainCfg(func(*ChainConfig) {}),
+		chainCfg(func(c *ChainConfig) { c.Blocks = 1_000_000; c.Builder = "direct" }),
+		chainCfg(func(c *ChainConfig) { c.Blocks = maxChainBlocks; c.MessagesPerBlock = 0 }),
+		chainCfg(func(c *ChainConfig) { c.Blocks = 100; c.MessagesPerBlock = 10000; c.Builder = "direct" }),
+	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%+v refused: %v", cfg, err)
+		}
+	}
+
+	// Blocks of 10,000 messages of 64 KiB take 1.3 GB each in the direct
+	// builder: on 2 cores (6 in flight) that fits the 8 GiB a run may
+	// hold, on 16 it does not.
+	big := chainCfg(func(c *ChainConfig) {
+		c.Blocks = 10
+		c.MessagesPerBlock = 10000
+		c.ContentBytes = 64 << 10
+		c.Builder = "direct"
+	})
+	if err := big.checkDirectMemory(2); err != nil {
+		t.Errorf("a direct build of 1.3 GB blocks on 2 cores refused: %v", err)
+	}
+	if err := big.checkDirectMemory(16); err == nil || !strings.HasPrefix(err.Error(), "--messages-per-block 10000 of --content-bytes 65536") {
+		t.Errorf("a direct build of 1.3 GB blocks on 16 cores: %v; want it refused, naming the flags", err)
+	}
+}
+
+// The direct builder's groups shrink for large blocks, down to one block,
+// so that what it holds stays within directGroupBytes a group; small
+// blocks still go 256 to a group.
+func TestDirectGroupsShrinkForLargeBlocks(t *testing.T) {
+	for _, c := range []struct{ perBlock, content, want int }{
+		{10, 100, directGroup},
+		{0, 100, directGroup},
+		{1000, 100, directGroupMessages / 1000},
+		{10000, 100, directGroupMessages / 10000},
+		{10000, 64 << 10, 1},
+		{100, 64 << 10, 5},
+	} {
+		got := directGroupBlocks(c.perBlock, c.content)
+		if got != c.want {
+			t.Errorf("directGroupBlocks(%d, %d) = %d, want %d", c.perBlock, c.content, got, c.want)
+		}
+		if bytes := int64(got) * int64(c.perBlock) * directMessageBytes(c.content); got > 1 && bytes > directGroupBytes {
+			t.Errorf("a group of %d blocks of %d messages of %d bytes holds %d bytes, more than %d", got, c.perBlock, c.content, bytes, directGroupBytes)
+		}
+	}
+	if mem := directMemory(10, 100, 2); mem > 64<<20 {
+		t.Errorf("the default chain's direct build holds %d bytes of messages, want little", mem)
 	}
 }

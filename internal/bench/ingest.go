@@ -147,6 +147,7 @@ const (
 	targetSingleCommitted = 15000
 	targetBatchCommitted  = 50000
 	targetRatioToBare     = 0.60
+	targetClients         = 64 // the throughput targets' C
 	targetInclusionSlack  = 50 // ms over the block interval, at 10,000 msgs/s
 	targetInclusionRate   = 10000
 	targetPeakRSSMB       = 150 // after 1,000,000 messages
@@ -164,12 +165,15 @@ const (
 var closedLoopGuess = map[string]float64{"single": 25000, "batch": 60000}
 
 // Ingest runs the ingest scenario runs times.
-func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*ScenarioReport, error) {
-	rep := NewScenarioReport("ingest", runs, map[string]any{
+func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (rep *ScenarioReport, err error) {
+	rep = NewScenarioReport("ingest", runs, map[string]any{
 		"clients": cfg.Clients, "duration": cfg.Duration.String(), "mode": cfg.Mode, "batch": cfg.Batch,
 		"rate": cfg.Rate, "content_bytes": cfg.ContentBytes, "block_interval": cfg.interval().String(),
 		"max_block_messages": cfg.MaxBlockMessages,
 	})
+	// On the way out, whatever ends the runs: an invariant a run broke is
+	// judged even if a later run fails.
+	defer func() { ingestTargets(&cfg, rep, err != nil) }()
 	pool := NewPool(cfg.ContentBytes, "ingest")
 	for _, mode := range cfg.modes() {
 		batch := cfg.batch(mode)
@@ -185,9 +189,9 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (*
 			need = max(need, pool.Len())
 		}
 	}
-	ingestTargets(&cfg, rep)
 	rep.Notef("committed/s = messages of the load found in blocks ÷ (timestamp of the last block holding one − load start); inclusion latency = block timestamp (leader clock, ms) − submit start (this tool's clock, same machine)")
-	rep.Notef("ratio_to_bare = Kimura's accepted/s ÷ the bare endpoint's accepted/s under the same client loop; the bare endpoint is HTTP + JSON decode + one synced Pebble commit per request, no verification, in a child process of its own as the node is")
+	rep.Notef("submit latency covers the requests that were answered, acknowledged or refused; a request that got no answer (its messages are counted in no_answer) is left out, its latency being unknown, so when no_answer is not 0 the percentiles flatter the node")
+	rep.Notef("ratio_to_bare = Kimura's committed/s ÷ the bare endpoint's accepted/s under the same client loop: the bare endpoint commits each request synchronously before it answers, so what it accepted it has committed; it is HTTP + JSON decode + one synced Pebble commit per request (Pebble's default options), no verification, in a child process of its own as the node is")
 	if cfg.Rate > 0 {
 		rep.Notef("open loop: latencies count from when a request was due, so a server that falls behind is charged for the queue it causes")
 	}
@@ -330,74 +334,111 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 
 	bareLine := ""
 	if !cfg.NoBare {
-		bareRate, barePct, bareRSS, bareCPU, err := bareRun(ctx, sup, cfg, pool, batch, need)
+		bare, err := bareRun(ctx, sup, cfg, pool, batch, need)
 		if err != nil {
 			return err
 		}
-		rep.Add(p+"bare_accepted_per_s", "msg/s", bareRate)
-		rep.Add(p+"bare_submit_p99", "ms", barePct)
-		if bareRSS > 0 {
-			rep.Add(p+"bare_peak_rss", "MB", float64(bareRSS)/(1<<20))
-		}
-		if bareCPU > 0 {
-			rep.Add(p+"bare_cpu_per_msg", "µs", float64(bareCPU.Nanoseconds())/1000)
-		}
-		rep.Add(p+"ratio_to_bare", "ratio", acceptedPerS/bareRate)
-		bareLine = fmt.Sprintf(", bare %.0f/s (ratio %.2f)", bareRate, acceptedPerS/bareRate)
+		ratio := addBareFigures(rep, p, committedPerS, bare)
+		bareLine = fmt.Sprintf(", bare %.0f/s (ratio %.3f)", bare.rate, ratio)
 	}
 	sup.Progressf("ingest %s run %d/%d: accepted %.0f/s, committed %.0f/s, submit p99 %.1f ms, inclusion p99 %.1f ms, acked-but-missing %d%s",
 		mode, run, runs, acceptedPerS, committedPerS, Percentile(lr.Latencies, 99), Percentile(incl, 99), ackedMissing, bareLine)
 	return nil
 }
 
+// bareFigures is what the bare endpoint did under a run's load.
+type bareFigures struct {
+	rate      float64 // acknowledged messages/s; each was committed before its answer
+	p99       float64 // ms, per request
+	rss       int64   // peak, bytes; 0 if unknown
+	cpuPerMsg time.Duration
+}
+
 // bareRun sends the same load to the bare endpoint, run as a child
-// process, and returns its accepted/s, p99 request latency, peak RSS and
-// CPU time per acknowledged message.
+// process, and returns what it did.
 // The bare endpoint checks nothing, so when the pool runs out the load
 // starts over from its first message.
-func bareRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, pool *Pool, batch, n int) (rate, p99 float64, rss int64, cpuPerMsg time.Duration, _ error) {
+func bareRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, pool *Pool, batch, n int) (bareFigures, error) {
 	b, err := sup.Start(ctx, NodeSpec{Name: "bare", Bare: true})
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return bareFigures{}, err
 	}
 	defer sup.Remove(b.DBPath)
 	lr, err := RunLoad(ctx, pool, LoadSpec{URL: b.URL, Batch: batch, Clients: cfg.Clients, Duration: cfg.Duration, Rate: cfg.Rate, From: 0, To: n, Wrap: true})
 	if err != nil {
 		b.Kill()
-		return 0, 0, 0, 0, err
+		return bareFigures{}, err
 	}
 	cpu := b.CPUTime()
 	if err := b.Stop(); err != nil {
-		return 0, 0, 0, 0, err
+		return bareFigures{}, err
 	}
 	if lr.Acked == 0 {
-		return 0, 0, 0, 0, fmt.Errorf("bench: the bare endpoint acknowledged nothing (%d refused, %d unanswered: %s)", lr.Refused, lr.Failed, lr.FirstError)
+		return bareFigures{}, fmt.Errorf("bench: the bare endpoint acknowledged nothing (%d refused, %d unanswered: %s)", lr.Refused, lr.Failed, lr.FirstError)
 	}
-	return float64(lr.Acked) / lr.Seconds(), Percentile(lr.Latencies, 99), b.PeakRSS(), cpu / time.Duration(lr.Acked), nil
+	return bareFigures{
+		rate: float64(lr.Acked) / lr.Seconds(), p99: Percentile(lr.Latencies, 99),
+		rss: b.PeakRSS(), cpuPerMsg: cpu / time.Duration(lr.Acked),
+	}, nil
 }
 
-func ingestTargets(cfg *IngestConfig, rep *ScenarioReport) {
+// addBareFigures records the bare endpoint's figures under prefix, and
+// Kimura's ratio to it, which it returns: Kimura's committed/s over the
+// bare endpoint's rate, since the issue's 60% sits with committed
+// messages/s and the bare endpoint commits each request before it answers.
+func addBareFigures(rep *ScenarioReport, prefix string, committedPerS float64, b bareFigures) float64 {
+	rep.Add(prefix+"bare_accepted_per_s", "msg/s", b.rate)
+	rep.Add(prefix+"bare_submit_p99", "ms", b.p99)
+	if b.rss > 0 {
+		rep.Add(prefix+"bare_peak_rss", "MB", float64(b.rss)/(1<<20))
+	}
+	if b.cpuPerMsg > 0 {
+		rep.Add(prefix+"bare_cpu_per_msg", "µs", float64(b.cpuPerMsg.Nanoseconds())/1000)
+	}
+	ratio := committedPerS / b.rate
+	rep.Add(prefix+"ratio_to_bare", "ratio", ratio)
+	return ratio
+}
+
+// ingestTargets sets the invariants and, after runs that all succeeded
+// (not failed), the targets of issue #4 whose conditions the runs met:
+// committed/s and the ratio to the bare endpoint are stated for 64 clients
+// in a closed loop, and inclusion latency at 10,000 messages/s offered.
+// Figures taken under other conditions are reported without a verdict.
+func ingestTargets(cfg *IngestConfig, rep *ScenarioReport, failed bool) {
 	for _, mode := range cfg.modes() {
 		p := mode + "."
-		if cfg.Rate == 0 {
-			switch mode {
-			case "single":
-				rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetSingleCommitted, Note: "closed loop, 64 clients"})
-				if !cfg.NoBare {
-					rep.Target(p+"ratio_to_bare", "ratio", Target{Op: ">=", Value: targetRatioToBare})
-				}
-			case "batch":
-				rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetBatchCommitted})
-			}
-		} else if cfg.Rate <= targetInclusionRate {
-			rep.Target(p+"inclusion_p99", "ms", Target{Op: "<=", Value: float64(cfg.interval().Milliseconds() + targetInclusionSlack), Note: "block interval + 50 ms at up to 10,000 msgs/s"})
+		chainTargets(rep, p, failed)
+		if failed {
+			continue
 		}
-		chainTargets(rep, p)
+		throughput := cfg.Rate == 0 && cfg.Clients == targetClients
+		switch {
+		case throughput && mode == "single":
+			rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetSingleCommitted, Note: "POST /message, closed loop, 64 clients"})
+			if !cfg.NoBare {
+				rep.Target(p+"ratio_to_bare", "ratio", Target{Op: ">=", Value: targetRatioToBare, Note: "committed/s ÷ the bare endpoint's, closed loop, 64 clients"})
+			}
+		case throughput && mode == "batch":
+			rep.Target(p+"committed_per_s", "msg/s", Target{Op: ">=", Value: targetBatchCommitted, Note: "POST /messages, closed loop, 64 clients"})
+		}
+		if cfg.Rate == targetInclusionRate {
+			rep.Target(p+"inclusion_p99", "ms", Target{Op: "<=", Value: float64(cfg.interval().Milliseconds() + targetInclusionSlack), Note: "block interval + 50 ms at 10,000 msgs/s offered"})
+		}
 		if m := rep.metric(p+"committed", "msgs"); len(m.Values) > 0 && Median(m.Values) >= targetScaleMessages {
 			rep.Target(p+"leader_peak_rss", "MB", Target{Op: "<=", Value: targetPeakRSSMB, Note: "after 1,000,000 messages"})
 			if cfg.ContentBytes == targetDiskContent {
 				rep.Target(p+"disk_per_msg", "B/msg", Target{Op: "<=", Value: targetDiskPerMsg, Note: "100-byte messages, after 1,000,000"})
 			}
 		}
+	}
+	if failed {
+		return
+	}
+	if cfg.Rate != 0 || cfg.Clients != targetClients {
+		rep.Notef("committed/s and ratio_to_bare are judged only as the issue states them, in a closed loop (--rate 0) of 64 clients; here they are reported without a verdict")
+	}
+	if cfg.Rate != targetInclusionRate {
+		rep.Notef("inclusion latency is judged only at --rate %d (open loop), where the issue states its target; here it is reported without a verdict", targetInclusionRate)
 	}
 }

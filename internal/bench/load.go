@@ -39,7 +39,9 @@ type LoadResult struct {
 	// after the start.
 	Exhausted   bool
 	ExhaustedAt time.Duration
-	// Latencies of the answered requests, in milliseconds.
+	// Latencies of the answered requests (acknowledged or refused), in
+	// milliseconds. A request that got no answer has none: its messages
+	// are counted in Failed, and reports say the percentiles leave it out.
 	Latencies []float64
 
 	from     int
@@ -109,7 +111,7 @@ func RunLoad(ctx context.Context, pool *Pool, spec LoadSpec) (*LoadResult, error
 		from: spec.From, submitUs: make([]int64, spec.To-spec.From), acked: make([]bool, spec.To-spec.From),
 		Codes: make(map[int]int),
 	}
-	sub, err := newSubmitter(spec.URL, spec.Clients)
+	sub, err := newSubmitter(ctx, spec.URL, spec.Clients)
 	if err != nil {
 		return nil, err
 	}
@@ -140,14 +142,18 @@ func RunLoad(ctx context.Context, pool *Pool, spec LoadSpec) (*LoadResult, error
 		}
 	} else {
 		jobs := make(chan loadJob, 4096)
-		interval := time.Duration(float64(time.Second) * float64(spec.Batch) / spec.Rate)
+		// Seconds between requests, as a float: at a rate low enough, an
+		// interval in a time.Duration overflows, and request dues computed
+		// from it wrap around to before the deadline forever.
+		every := float64(spec.Batch) / spec.Rate
 		go func() {
 			defer close(jobs)
 			for u := 0; ; u++ {
-				due := res.Start.Add(time.Duration(u) * interval)
-				if !due.Before(deadline) {
+				at := float64(u) * every
+				if !(at < spec.Duration.Seconds()) {
 					return
 				}
+				due := res.Start.Add(time.Duration(at * float64(time.Second)))
 				if u >= units && !spec.Wrap {
 					exhaust()
 					return

@@ -35,8 +35,8 @@ func (c *PropagateConfig) Validate() error {
 		return err
 	}
 	switch {
-	case c.Peers < 1:
-		return errors.New("--peers must be at least 1")
+	case c.Peers < 1 || c.Peers > maxPeers:
+		return fmt.Errorf("--peers must be from 1 to %d", maxPeers)
 	case c.Duration <= 0 || c.Duration > maxDuration:
 		return fmt.Errorf("--duration must be positive and at most %v", maxDuration)
 	case c.Rate <= 0:
@@ -76,6 +76,10 @@ func (c *PropagateConfig) loadRange() (from, to float64) {
 	from = math.Ceil(float64(c.SmallBlocks)/b) * b
 	return from, from + math.Ceil(math.Ceil(c.Rate*c.Duration.Seconds())/b)*b
 }
+
+// maxPeers bounds --peers: each peer is a kimura-node process on this
+// machine, beside the leader and the load generator.
+const maxPeers = 64
 
 // Propagate targets (issue #4).
 const targetPropagateP99 = 20 // ms, to 3 peers, 1,000-message blocks
@@ -199,6 +203,44 @@ func (c *commitLog) delays(after, upTo uint64) (counts []int, delays [][]peerDel
 	return counts, delays
 }
 
+// logLag bounds how long a node's log line about a block may trail its
+// HTTP API showing the block: the line is written after the commit, and
+// read by this benchmark in its own time.
+const logLag = 5 * time.Second
+
+// await polls the log until cond (called with the lock held) holds, and
+// reports whether it did within timeout. A node's API can show a block
+// before this benchmark has read the node's log line about it, so a figure
+// read from the log right after a wait over HTTP waits for the line too.
+func (c *commitLog) await(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		c.mu.Lock()
+		ok := cond()
+		c.mu.Unlock()
+		if ok {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pollEvery / 4):
+		}
+	}
+}
+
+// hasProduced, hasStored and hasReceived say whether the log has the
+// leader's "Produced block" line for block h, and peer i's "Stored blocks"
+// and "Received block by gossip" lines for it. The caller holds c.mu.
+func (c *commitLog) hasProduced(h uint64) bool { _, ok := c.leader[h]; return ok }
+
+func (c *commitLog) hasStored(i int, h uint64) bool { _, ok := c.peers[i][h]; return ok }
+
+func (c *commitLog) hasReceived(i int, h uint64) bool { _, ok := c.received[i][h]; return ok }
+
 // cluster is a leader and its peers.
 type cluster struct {
 	leader *Node
@@ -242,6 +284,49 @@ func (c *cluster) synced(ctx context.Context, timeout time.Duration) (uint64, er
 	return h.Height, nil
 }
 
+// settle waits, once the leader's queue has drained at block tip, until
+// each peer has stored tip (up to timeout each: one that has not is left to
+// the figures as not reached) and this benchmark has read the log lines
+// about it: the leader's "Produced block" and each such peer's "Stored
+// blocks". Without the wait, the tip's samples could be missing or counted
+// as not reached although the block was there.
+func (c *cluster) settle(ctx context.Context, tip uint64, timeout time.Duration) {
+	for i, p := range c.peers {
+		if _, err := waitHeight(ctx, p.Client, tip, timeout); err != nil {
+			continue
+		}
+		c.log.await(ctx, logLag, func() bool { return c.log.hasStored(i, tip) })
+	}
+	c.log.await(ctx, logLag, func() bool { return c.log.hasProduced(tip) })
+}
+
+// reachedByGossip counts the peers that received block h by gossip and
+// stored it, waiting up to timeout for each. A peer's height alone would
+// not do: peers also poll the leader every second and catch up over HTTP,
+// so they reach a block that gossip dropped (over gossipsub's size limit,
+// or out of its queues) as well. A receipt is the peer's "Received block by
+// gossip" line, which it logs for every block the leader's gossip brings,
+// also one it has meanwhile stored by catch-up.
+func (c *cluster) reachedByGossip(ctx context.Context, h uint64, timeout time.Duration) int {
+	n := 0
+	for i, p := range c.peers {
+		start := time.Now()
+		if _, err := waitHeight(ctx, p.Client, h, timeout); err != nil {
+			continue
+		}
+		// A receipt by gossip is logged before the store it leads to, so
+		// once the "Stored blocks" line is read, so is such a receipt; one
+		// that comes after a store by catch-up may still come in time.
+		if !c.log.await(ctx, logLag, func() bool { return c.log.hasStored(i, h) }) {
+			continue
+		}
+		if c.log.await(ctx, max(timeout-time.Since(start), 0), func() bool { return c.log.hasReceived(i, h) }) {
+			n++
+		}
+	}
+	return n
+}
+
 // stop stops every node and returns the leader's peak RSS and the largest
 // of the peers'.
 func (c *cluster) stop() (leaderRSS, peerRSS int64, err error) {
@@ -262,12 +347,15 @@ func (c *cluster) kill() {
 }
 
 // Propagate runs the propagate scenario runs times.
-func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs int) (*ScenarioReport, error) {
-	rep := NewScenarioReport("propagate", runs, map[string]any{
+func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs int) (rep *ScenarioReport, err error) {
+	rep = NewScenarioReport("propagate", runs, map[string]any{
 		"peers": cfg.Peers, "duration": cfg.Duration.String(), "rate": cfg.Rate, "batch": cfg.Batch,
 		"small_blocks": cfg.SmallBlocks, "max_block_messages": cfg.MaxBlockMessages,
 		"fill_interval": cfg.FillInterval.String(), "content_bytes": cfg.ContentBytes,
 	})
+	// On the way out, whatever ends the runs: an invariant a run broke is
+	// judged even if a later run fails.
+	defer func() { propagateTargets(&cfg, rep, err != nil) }()
 	from, to := cfg.loadRange()
 	if err := checkPoolSize(max(to, float64(cfg.MaxBlockMessages)), cfg.ContentBytes); err != nil {
 		return rep, fmt.Errorf("bench: propagate: %s messages are %w", messageCount(max(to, float64(cfg.MaxBlockMessages))), err) // Validate was not called
@@ -286,27 +374,27 @@ func Propagate(ctx context.Context, sup *Supervisor, cfg PropagateConfig, runs i
 			return rep, err
 		}
 	}
-	propagateTargets(&cfg, rep)
 	rep.Notef("delay = the peer's \"Stored blocks\" log time (run at --log-level debug) − the leader's \"Produced block\" log time; both have millisecond precision, so each delay is within ±1 ms")
 	rep.Notef("small = blocks of exactly 1 message (one sent mid-interval, no other load); large = blocks of 1,000 messages or more, under a %.0f msgs/s open-loop load in batches of %d; samples are block × peer pairs; delivery = the leader's commit to the peer's receipt by gossip (its \"Received block by gossip\" line, after decoding), peer_store = that receipt to the peer's synced commit (checks and write); both from the nodes' log timestamps, which have millisecond resolution", cfg.Rate, cfg.Batch)
-	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer", cfg.FillInterval, cfg.MaxBlockMessages)
+	rep.Notef("full_block: a second cluster with --block-interval %v; %d messages are submitted right after a block, and the next block must hold them all and reach every peer by gossip: peers_reached_by_gossip counts the peers that logged \"Received block by gossip\" for it and stored it; a peer that got it only by catch-up over HTTP (peers poll the leader every second) does not count", cfg.FillInterval, cfg.MaxBlockMessages)
 	rep.Notef("acked_missing and committed_twice: once the leader's queue has drained, its chain is read back; every message acknowledged (the one-message blocks' and the load's; full_block.: the full block's) must be in it, and none twice")
 	return rep, nil
 }
 
-// propagateTargets sets the targets of issue #4 and the invariants.
-func propagateTargets(cfg *PropagateConfig, rep *ScenarioReport) {
-	if cfg.Peers >= 3 {
+// propagateTargets sets the invariants and, after runs that all succeeded
+// (not failed), the p99 target of issue #4, which is stated for 3 peers.
+func propagateTargets(cfg *PropagateConfig, rep *ScenarioReport, failed bool) {
+	if cfg.Peers >= 3 && !failed {
 		rep.Target("large.p99", "ms", Target{Op: "<=", Value: targetPropagateP99, Note: "1,000+-message blocks, 3 peers"})
 	}
-	rep.Target("not_reached", "blocks", Target{Op: "==", Value: 0, Every: true})
-	chainTargets(rep, "")
+	rep.Invariant("not_reached", "blocks", Target{Op: "==", Value: 0}, failed)
+	chainTargets(rep, "", failed)
 	// A block that took fewer messages than it may hold is not the block
 	// the scenario is about: the verdict on its reaching the peers says
 	// nothing about the largest block.
-	rep.Target("full_block.messages", "msgs", Target{Op: "==", Value: float64(cfg.MaxBlockMessages), Every: true})
-	rep.Target("full_block.peers_reached", "peers", Target{Op: "==", Value: float64(cfg.Peers), Every: true})
-	chainTargets(rep, "full_block.")
+	rep.Invariant("full_block.messages", "msgs", Target{Op: "==", Value: float64(cfg.MaxBlockMessages)}, failed)
+	rep.Invariant("full_block.peers_reached_by_gossip", "peers", Target{Op: "==", Value: float64(cfg.Peers), Note: "every peer, by gossip"}, failed)
+	chainTargets(rep, "full_block.", failed)
 }
 
 func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, rep *ScenarioReport, pool *Pool, loadFrom, loadTo, run, runs int) error {
@@ -330,7 +418,7 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	}
 
 	// One-message blocks: one message half an interval after each block.
-	sub, err := newSubmitter(c.leader.URL, 1)
+	sub, err := newSubmitter(ctx, c.leader.URL, 1)
 	if err != nil {
 		return err
 	}
@@ -367,9 +455,7 @@ func propagateRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 		return err
 	}
 	// Give every peer the time to store the tip; one that does not is reported.
-	for _, p := range c.peers {
-		_, _ = waitHeight(ctx, p.Client, tip, 10*time.Second)
-	}
+	c.settle(ctx, tip, 10*time.Second)
 	counts, delays := c.log.delays(mark, tip)
 	// Before reading the chain back adds its own.
 	leaderRSS := c.leader.SampleRSS()
@@ -478,12 +564,8 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 		return err
 	}
 	nAcked := countTrue(acked)
-	reached, worst := 0, 0.0
-	for _, p := range c.peers {
-		if _, err := waitHeight(ctx, p.Client, full, 10*time.Second); err == nil {
-			reached++
-		}
-	}
+	worst := 0.0
+	reached := c.reachedByGossip(ctx, full, 10*time.Second)
 	counts, delays := c.log.delays(full-1, full)
 	n := 0
 	if len(counts) == 1 {
@@ -508,7 +590,7 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 		return err
 	}
 	rep.Add("full_block.messages", "msgs", float64(n))
-	rep.Add("full_block.peers_reached", "peers", float64(reached))
+	rep.Add("full_block.peers_reached_by_gossip", "peers", float64(reached))
 	rep.Add("full_block.max", "ms", worst)
 	ackedMissing := addChainChecks(rep, "full_block.", in, func(i int) bool { return acked[i] })
 	if n != cfg.MaxBlockMessages {
@@ -518,7 +600,7 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 	if in.foreign > 0 {
 		rep.Notef("run %d: the full block's chain holds %d messages not sent by this run", run, in.foreign)
 	}
-	sup.Progressf("propagate run %d/%d: a block of %d messages reached %d of %d peers, the last after %.1f ms; acked-but-missing %d", run, runs, n, reached, cfg.Peers, worst, ackedMissing)
+	sup.Progressf("propagate run %d/%d: a block of %d messages reached %d of %d peers by gossip, the last stored after %.1f ms; acked-but-missing %d", run, runs, n, reached, cfg.Peers, worst, ackedMissing)
 	return checkWork(fmt.Sprintf("propagate full block run %d", run), nAcked, in.confirmed, fmt.Sprintf("%d sent", cfg.MaxBlockMessages))
 }
 
@@ -526,7 +608,7 @@ func fullBlockRun(ctx context.Context, sup *Supervisor, cfg *PropagateConfig, re
 // batch, clients requests at a time, and returns which were acknowledged:
 // acked[i-from] for message i.
 func submitAll(ctx context.Context, url string, pool *Pool, from, to, batch, clients int) ([]bool, error) {
-	sub, err := newSubmitter(url, clients)
+	sub, err := newSubmitter(ctx, url, clients)
 	if err != nil {
 		return nil, err
 	}

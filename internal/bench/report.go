@@ -97,10 +97,8 @@ func NewScenarioReport(name string, runs int, params map[string]any) *ScenarioRe
 
 // metric returns the named metric, adding it (in order) if new.
 func (r *ScenarioReport) metric(name, unit string) *Metric {
-	for _, m := range r.Metrics {
-		if m.Name == name {
-			return m
-		}
+	if m := r.find(name); m != nil {
+		return m
 	}
 	m := &Metric{Name: name, Unit: unit, Values: []float64{}}
 	r.Metrics = append(r.Metrics, m)
@@ -118,6 +116,32 @@ func (r *ScenarioReport) Add(name, unit string, v float64) {
 
 // Target sets a metric's target.
 func (r *ScenarioReport) Target(name, unit string, t Target) { r.metric(name, unit).Target = &t }
+
+// Invariant sets t as an every-run target of the named metric. It is meant
+// to be called on the way out of a scenario, whatever ended it, so that a
+// run that broke an invariant is judged even when a later run failed. After
+// a failure (failed) only a metric that some run measured gets the target:
+// one that no run reached is not reported broken for want of figures, since
+// the scenario's error already says why they are missing.
+func (r *ScenarioReport) Invariant(name, unit string, t Target, failed bool) {
+	t.Every = true
+	if failed {
+		if m := r.find(name); m == nil || len(m.Values) == 0 {
+			return
+		}
+	}
+	r.Target(name, unit, t)
+}
+
+// find returns the named metric, or nil.
+func (r *ScenarioReport) find(name string) *Metric {
+	for _, m := range r.Metrics {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
 
 // Notef adds a line of explanation to the report, once.
 func (r *ScenarioReport) Notef(format string, args ...any) {
@@ -234,8 +258,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		for _, m := range s.Metrics {
 			med, spread := "–", "–"
 			if m.Median != nil {
-				med = formatValue(*m.Median, m.Unit)
-				spread = formatValue(*m.Min, m.Unit) + " – " + formatValue(*m.Max, m.Unit)
+				med = formatJudged(*m.Median, m.Unit, m.Target)
+				spread = formatJudged(*m.Min, m.Unit, m.Target) + " – " + formatJudged(*m.Max, m.Unit, m.Target)
 			}
 			target, result := "", ""
 			if m.Target != nil {
@@ -290,19 +314,57 @@ func formatParams(p map[string]any) string {
 	return strings.Join(parts, " ")
 }
 
-// formatValue prints v with the precision its unit deserves.
-func formatValue(v float64, unit string) string {
-	switch unit {
-	case "ms":
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	case "s":
-		return strconv.FormatFloat(v, 'f', 3, 64)
-	case "MB":
-		return strconv.FormatFloat(v, 'f', 1, 64)
-	case "ratio":
-		return strconv.FormatFloat(v, 'f', 2, 64)
+// unitDecimals is how many decimals a figure in unit is printed with; a
+// unit not listed is a count or a rate, printed whole with thousands
+// separators.
+var unitDecimals = map[string]int{"ms": 1, "s": 3, "MB": 1, "ratio": 2}
+
+// formatDecimals prints v with d decimals, and counts and rates with
+// thousands separators.
+func formatDecimals(v float64, unit string, d int) string {
+	s := strconv.FormatFloat(v, 'f', d, 64)
+	if _, ok := unitDecimals[unit]; ok {
+		return s
 	}
-	return thousands(int64(math.Round(v)))
+	return groupThousands(s)
+}
+
+// maxExtraDecimals bounds the decimals formatJudged adds.
+const maxExtraDecimals = 6
+
+// formatJudged prints v with the precision its unit deserves, and more
+// decimals where the rounded figure would sit on the other side of t (if
+// any) than v does: a ratio of 0.5962 against ≥ 0.6 prints 0.596, not a
+// 0.60 beside its FAIL.
+func formatJudged(v float64, unit string, t *Target) string {
+	d := unitDecimals[unit]
+	s := formatDecimals(v, unit, d)
+	for extra := 1; t != nil && extra <= maxExtraDecimals; extra++ {
+		shown, err := strconv.ParseFloat(strconv.FormatFloat(v, 'f', d+extra-1, 64), 64)
+		if err != nil || t.met(shown) == t.met(v) {
+			break
+		}
+		s = formatDecimals(v, unit, d+extra)
+	}
+	return s
+}
+
+// groupThousands puts thousands separators in the whole part of a number
+// formatted by strconv.
+func groupThousands(s string) string {
+	sign, digits := "", s
+	if strings.HasPrefix(s, "-") {
+		sign, digits = "-", s[1:]
+	}
+	whole, frac, hasFrac := strings.Cut(digits, ".")
+	n, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return s
+	}
+	if hasFrac {
+		frac = "." + frac
+	}
+	return sign + thousands(n) + frac
 }
 
 func thousands(n int64) string {

@@ -3,10 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -26,34 +28,107 @@ const requestTimeout = 60 * time.Second
 type submitter struct {
 	hc   *fasthttp.HostClient
 	base string // scheme://host:port
+
+	mu      sync.Mutex
+	conns   map[*trackedConn]struct{} // open connections, for abort
+	aborted bool
+	stop    func() bool // ends the watch on the context
 }
 
-func newSubmitter(baseURL string, conns int) (*submitter, error) {
+// newSubmitter returns a submitter to baseURL whose requests end soon after
+// ctx is done: fasthttp's client takes no context, and without that a
+// request in flight when Ctrl-C is pressed would keep the tool for up to
+// requestTimeout. Call close when done with it.
+func newSubmitter(ctx context.Context, baseURL string, conns int) (*submitter, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("bench: node URL %q: want http://host:port", baseURL)
 	}
-	return &submitter{
-		hc: &fasthttp.HostClient{
-			Addr:                      u.Host,
-			Dial:                      dialTCP, // not fasthttp's dialer: it caches DNS in a goroutine that never ends
-			MaxConns:                  conns,
-			MaxConnWaitTimeout:        requestTimeout,
-			ReadTimeout:               requestTimeout,
-			WriteTimeout:              requestTimeout,
-			MaxIdemponentCallAttempts: 1,
-			NoDefaultUserAgentHeader:  true,
-		},
-		base: u.Scheme + "://" + u.Host,
-	}, nil
+	s := &submitter{base: u.Scheme + "://" + u.Host, conns: make(map[*trackedConn]struct{})}
+	s.hc = &fasthttp.HostClient{
+		Addr:                      u.Host,
+		Dial:                      s.dial, // not fasthttp's dialer: it caches DNS in a goroutine that never ends
+		MaxConns:                  conns,
+		MaxConnWaitTimeout:        requestTimeout,
+		ReadTimeout:               requestTimeout,
+		WriteTimeout:              requestTimeout,
+		MaxIdemponentCallAttempts: 1,
+		NoDefaultUserAgentHeader:  true,
+	}
+	s.stop = context.AfterFunc(ctx, s.abort)
+	return s, nil
 }
 
-func dialTCP(addr string) (net.Conn, error) {
-	return (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
+// errAborted is a request refused or cut because the submitter's context
+// is done.
+var errAborted = errors.New("bench: submission aborted")
+
+// dial opens a connection the submitter can cut, unless it was aborted.
+func (s *submitter) dial(addr string) (net.Conn, error) {
+	if s.isAborted() {
+		return nil, errAborted
+	}
+	c, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, s: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = c.Close()
+		return nil, errAborted
+	}
+	s.conns[tc] = struct{}{}
+	return tc, nil
 }
 
-// close drops the idle connections.
-func (s *submitter) close() { s.hc.CloseIdleConnections() }
+func (s *submitter) isAborted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aborted
+}
+
+// abort closes every open connection, which ends the requests in flight on
+// them at once (a closed connection's pending reads and writes return), and
+// refuses new ones.
+func (s *submitter) abort() {
+	s.mu.Lock()
+	s.aborted = true
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// close stops watching the context and drops the idle connections.
+func (s *submitter) close() {
+	s.stop()
+	s.hc.CloseIdleConnections()
+}
+
+// trackedConn is a connection its submitter can cut.
+type trackedConn struct {
+	net.Conn
+	s    *submitter
+	once sync.Once
+}
+
+// Close closes the connection once and forgets it.
+func (c *trackedConn) Close() error {
+	err := net.ErrClosed
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		err = c.Conn.Close()
+	})
+	return err
+}
 
 // post sends one request to path and returns, per message, 0 when it was
 // acknowledged or the HTTP status it was refused with. n is the number of
@@ -70,6 +145,9 @@ func (s *submitter) post(ctx context.Context, path string, body []byte, n int) (
 	req.Header.SetContentType("application/json")
 	req.SetBodyRaw(body)
 	if err := s.hc.Do(req, resp); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errAborted, ctx.Err())
+		}
 		return nil, err
 	}
 	return answerCodes(resp.StatusCode(), resp.Body(), n)
