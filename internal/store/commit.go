@@ -49,14 +49,7 @@ func (s *Store) Commit(c Commit) error {
 	}
 	last := c.Blocks[len(c.Blocks)-1]
 
-	size := len(c.Pending) * (len(pendingPrefix) + 8 + entryOverhead)
-	for i := range c.Messages {
-		size += len(msgPrefix) + chain.HashSize + confirmedHeadSize + c.Messages[i].Message.EncodedSize() + entryOverhead
-	}
-	for _, b := range c.Blocks {
-		size += 256 + len(b.Entries)*2*chain.HashSize + entryOverhead // header, signature, entries, checksum
-	}
-	batch := s.db.NewBatch(pebble.WithInitialSizeBytes(size))
+	batch := s.db.NewBatchWithSize(commitSize(&c))
 	defer batch.Close()
 	for _, b := range c.Blocks {
 		if err := batch.Set(blockKey(b.Height), storedBlock(b.Encode()), nil); err != nil {
@@ -81,8 +74,8 @@ func (s *Store) Commit(c Commit) error {
 	for _, b := range c.Blocks {
 		s.ids.addBlock(b)
 	}
-	if s.failBeforeApply != nil {
-		if err := s.failBeforeApply(); err != nil {
+	if s.beforeApply != nil {
+		if err := s.beforeApply(batch); err != nil {
 			return fmt.Errorf("store: commit block %d: %w", last.Height, err)
 		}
 	}
@@ -91,6 +84,18 @@ func (s *Store) Commit(c Commit) error {
 	}
 	s.tip.Store(&Tip{Height: last.Height, Hash: parentHash, Header: last.Header})
 	return nil
+}
+
+// commitSize is the size of c's batch, or a little more.
+func commitSize(c *Commit) int {
+	size := batchHeader + len(c.Pending)*(len(pendingPrefix)+8+entryOverhead)
+	for i := range c.Messages {
+		size += len(msgPrefix) + chain.HashSize + confirmedHeadSize + c.Messages[i].Message.EncodedSize() + entryOverhead
+	}
+	for _, b := range c.Blocks {
+		size += len(blockPrefix) + 8 + b.EncodedSize() + checksumSize + entryOverhead
+	}
+	return size + len(keyLastHeight) + 8 + len(keyLastHash) + chain.HashSize + 2*entryOverhead
 }
 
 // BlockRecords returns the records of up to limit consecutive blocks from

@@ -56,12 +56,12 @@ func TestAtomicWriteAllOrNothing(t *testing.T) {
 
 	injected := errors.New("injected failure before apply")
 	calls := 0
-	s.failBeforeApply = func() error { calls++; return injected }
+	s.beforeApply = func(*pebble.Batch) error { calls++; return injected }
 	if err := s.Commit(c); !errors.Is(err, injected) {
 		t.Fatalf("Commit = %v, want the injected error", err)
 	}
 	if calls != 1 {
-		t.Fatalf("failBeforeApply called %d times, want once", calls)
+		t.Fatalf("beforeApply called %d times, want once", calls)
 	}
 	nothingVisible("after the failed commit")
 	wantIntact(t, s, uint64(len(blocks)))
@@ -75,11 +75,11 @@ func TestAtomicWriteAllOrNothing(t *testing.T) {
 
 	// The hook also sees the moment just before Apply: the batch is whole
 	// and still nothing of it is visible. Then all of it appears at once.
-	s.failBeforeApply = func() error { nothingVisible("just before apply"); return nil }
+	s.beforeApply = func(*pebble.Batch) error { nothingVisible("just before apply"); return nil }
 	if err := s.Commit(c); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
-	s.failBeforeApply = nil
+	s.beforeApply = nil
 	allVisible := func(stage string) {
 		t.Helper()
 		if tip := s.Tip(); tip.Height != b.Height || tip.Hash != b.Hash() || tip.Header != b.Header {
@@ -334,5 +334,54 @@ func TestReadsRefuseDamagedBlock(t *testing.T) {
 	check("BlockRecords", err)
 	if recs, err := s.BlockRecords(3, 1, 1<<30); err != nil || len(recs) != 1 || !bytes.Equal(recs[0], blocks[3].Encode()) {
 		t.Errorf("BlockRecords past the damage = %d records, %v", len(recs), err)
+	}
+}
+
+// The size estimates of AddPending's and Commit's batches cover all they
+// write, with the room Pebble reserves for an entry before it writes it
+// (entryOverhead, of which the entry's kind and length varints take at
+// least 3), so that a batch made with that size never doubles and copies
+// its buffer for its last entries: an empty block, one message, and a
+// thousand with their pending entries.
+func TestBatchesSizedUpFront(t *testing.T) {
+	need := func(b *pebble.Batch) int {
+		if b.Empty() {
+			return len(b.Repr())
+		}
+		return len(b.Repr()) + entryOverhead - 3
+	}
+	s, _ := newStore(t)
+	buildChain(t, s)
+	bl := newBuilder()
+	for _, n := range []int{0, 1, 1000} {
+		msgs := bl.messages(n)
+		ps := make([]Pending, n)
+		seqs := make([]uint64, n)
+		for i := range msgs {
+			ps[i] = Pending{Seq: uint64(i), Message: msgs[i]}
+			seqs[i] = ps[i].Seq
+		}
+		pb, err := s.pendingBatch(ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := need(pb), pendingSize(ps); got > want {
+			t.Errorf("%d pending: a batch needing %d bytes, sized for %d", n, got, want)
+		}
+		if err := s.db.Apply(pb, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		_ = pb.Close()
+		b := bl.seal(s.Tip(), msgs)
+		c := Commit{Blocks: []*chain.Block{b}, Messages: confirmedOf(b, msgs), Pending: seqs}
+		s.beforeApply = func(batch *pebble.Batch) error {
+			if got, want := need(batch), commitSize(&c); got > want {
+				t.Errorf("block of %d: a batch needing %d bytes, sized for %d", n, got, want)
+			}
+			return nil
+		}
+		if err := s.Commit(c); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -19,23 +19,38 @@ type Pending struct {
 // AddPending makes ps durable in one synced batch. When it returns nil every
 // one of them survives a crash. Concurrent calls share WAL fsyncs.
 func (s *Store) AddPending(ps []Pending) error {
-	size := 0
-	for i := range ps {
-		size += len(pendingPrefix) + 8 + ps[i].Message.EncodedSize() + entryOverhead
+	b, err := s.pendingBatch(ps)
+	if err != nil {
+		return err
 	}
-	b := s.db.NewBatch(pebble.WithInitialSizeBytes(size))
 	defer b.Close()
-	var seq [8]byte
-	for i := range ps {
-		binary.BigEndian.PutUint64(seq[:], ps[i].Seq)
-		if err := setMessage(b, pendingPrefix, seq[:], nil, &ps[i].Message); err != nil {
-			return fmt.Errorf("store: batch pending: %w", err)
-		}
-	}
 	if err := s.db.Apply(b, pebble.Sync); err != nil {
 		return fmt.Errorf("store: add pending: %w", err)
 	}
 	return nil
+}
+
+// pendingBatch is the batch that writes ps, sized by pendingSize.
+func (s *Store) pendingBatch(ps []Pending) (*pebble.Batch, error) {
+	b := s.db.NewBatchWithSize(pendingSize(ps))
+	var seq [8]byte
+	for i := range ps {
+		binary.BigEndian.PutUint64(seq[:], ps[i].Seq)
+		if err := setMessage(b, pendingPrefix, seq[:], nil, &ps[i].Message); err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("store: batch pending: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// pendingSize is the size of the batch that writes ps, or a little more.
+func pendingSize(ps []Pending) int {
+	size := batchHeader
+	for i := range ps {
+		size += len(pendingPrefix) + 8 + ps[i].Message.EncodedSize() + entryOverhead
+	}
+	return size
 }
 
 // LoadPending returns the whole queue in Seq order.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/batchrepr"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -47,9 +48,9 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// failBeforeApply, when set (by tests), is called with the assembled batch
-	// just before it is applied; an error aborts the commit there.
-	failBeforeApply func() error
+	// beforeApply, when set (by tests), is called with Commit's assembled
+	// batch just before it is applied; an error aborts the commit there.
+	beforeApply func(*pebble.Batch) error
 }
 
 // ErrNoDatabase is returned by OpenExisting when dir holds no database.
@@ -460,11 +461,16 @@ func setMessage(b *pebble.Batch, prefix, tail, head []byte, m *chain.Message) er
 	return op.Finish()
 }
 
-// entryOverhead is what a batch reserves for each entry besides its key and
-// value (its kind and two length varints of up to 5 bytes), for sizing
-// batches up front: an estimate even a little short made the batch double
-// its buffer, and copy it, for its last entries.
-const entryOverhead = 1 + 2*binary.MaxVarintLen32
+// Batches are sized up front (pebble.DB.NewBatchWithSize, which also
+// resizes a batch taken from Pebble's pool): an estimate even a little
+// short makes the batch double its buffer, and copy it, for its last
+// entries. entryOverhead is what a batch reserves for each entry besides
+// its key and value (its kind and two length varints of up to 5 bytes);
+// batchHeader is the batch's own header.
+const (
+	entryOverhead = 1 + 2*binary.MaxVarintLen32
+	batchHeader   = batchrepr.HeaderLen
+)
 
 // Message returns a confirmed message, or ErrNotFound. A message of a block
 // above the tip is not found: Pebble may show a batch's keys before its
