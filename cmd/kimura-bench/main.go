@@ -85,10 +85,21 @@ var interruptSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP
 // interruptContext returns a context done at the first of
 // interruptSignals. Only the first is caught: from then on those signals
 // act as they would without the tool's handler, so a second Ctrl-C kills a
-// tool whose cleanup is taking too long (the kernel still kills its nodes,
-// though their directories are left behind).
+// tool whose cleanup is taking too long (on Linux the kernel still kills
+// its nodes, though their directories are left behind). A signal the tool
+// was started with ignored stays ignored (catching it would undo that: a
+// run under nohup must outlive its terminal's SIGHUP).
 func interruptContext() (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), interruptSignals...)
+	var caught []os.Signal
+	for _, s := range interruptSignals {
+		if !signal.Ignored(s) {
+			caught = append(caught, s)
+		}
+	}
+	if len(caught) == 0 { // Notify with no signals would catch them all
+		return context.WithCancel(context.Background())
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), caught...)
 	go func() {
 		<-ctx.Done()
 		stop()

@@ -77,7 +77,7 @@ func TestOversizedRunsAreUsageErrors(t *testing.T) {
 		{[]string{"propagate", "--peers", "1000000"}, "--peers"},
 		{[]string{"restart", "--blocks", "9223372036854775807", "--messages-per-block", "10000"}, "--blocks"},
 		{[]string{"catchup", "--blocks", "9223372036854775807"}, "--blocks"},
-		{[]string{"restart", "--build", "direct", "--messages-per-block", "10000", "--content-bytes", "65536"}, "--blocks"},
+		{[]string{"restart", "--build", "direct", "--blocks", "10", "--messages-per-block", "10000", "--content-bytes", "65536"}, "--messages-per-block"},
 		{[]string{"restart", "--blocks", "1000000", "--content-bytes", "65536"}, "--blocks"},
 	} {
 		var stdout, stderr bytes.Buffer

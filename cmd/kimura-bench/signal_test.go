@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,13 +17,13 @@ import (
 const signalChildEnv = "KIMURA_BENCH_SIGNAL_CHILD"
 
 // signalChild stands for a run whose cleanup hangs: it says "ready",
-// waits for interruptContext to be done, says "interrupted" and then
-// never ends by itself.
+// waits for interruptContext to be done, says "interrupted by" and the
+// signal, and then never ends by itself.
 func signalChild() {
 	ctx, _ := interruptContext()
 	fmt.Println("ready")
 	<-ctx.Done()
-	fmt.Println("interrupted")
+	fmt.Println("interrupted by", context.Cause(ctx))
 	time.Sleep(time.Minute)
 	os.Exit(0)
 }
@@ -64,7 +65,7 @@ func TestSecondSignalKills(t *testing.T) {
 			if err := cmd.Process.Signal(first); err != nil {
 				t.Fatal(err)
 			}
-			expect("interrupted")
+			expect("interrupted by " + first.String() + " signal received")
 			exited := make(chan error, 1)
 			go func() {
 				for lines.Scan() {
@@ -94,6 +95,43 @@ func TestSecondSignalKills(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A run started with SIGHUP ignored, as under nohup, is not interrupted
+// by a SIGHUP: catching it would undo the ignoring, and a long run under
+// nohup must outlive the terminal it was started from. SIGTERM still
+// interrupts it.
+func TestIgnoredHangupStaysIgnored(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nohup", self) // coreutils: SIGHUP ignored, then exec
+	cmd.Env = append(os.Environ(), signalChildEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	lines := bufio.NewScanner(out)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("child said %q (%v), want ready", lines.Text(), lines.Err())
+	}
+	for _, s := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM} {
+		if err := cmd.Process.Signal(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Had the SIGHUP been caught, it would be the one named: it is sent
+	// first, and of two signals pending at once the lower-numbered one is
+	// delivered (and relayed by Go's runtime) first.
+	want := "interrupted by " + syscall.SIGTERM.String() + " signal received"
+	if !lines.Scan() || lines.Text() != want {
+		t.Fatalf("child said %q (%v), want %q", lines.Text(), lines.Err(), want)
 	}
 }
 

@@ -76,19 +76,12 @@ func (c *ChainConfig) Validate() error {
 		return fmt.Errorf("--blocks %d × --messages-per-block %d × --content-bytes %d is %.1f GiB of content, more than a chain may hold (at most %d GiB, eight times what pre-signed messages may take in memory; on disk it takes more)",
 			c.Blocks, c.MessagesPerBlock, c.ContentBytes, float64(msgs*int64(c.ContentBytes))/(1<<30), maxChainContent>>30)
 	}
-	if c.Builder == "direct" {
-		return c.checkDirectMemory(runtime.NumCPU())
-	}
-	return nil
-}
-
-// checkDirectMemory refuses a direct build whose messages in flight, with
-// workers signing, would take more memory than a pre-signed pool may.
-func (c *ChainConfig) checkDirectMemory(workers int) error {
-	if mem := directMemory(c.MessagesPerBlock, c.ContentBytes, workers); mem > maxPoolBytes {
-		return fmt.Errorf("--messages-per-block %d of --content-bytes %d would take %.1f GiB in memory to build with --build direct on %d cores (%d blocks in flight, about %d bytes a message), more than a run may hold (%d GiB, as for pre-signed messages): lower either, or use --build leader",
-			c.MessagesPerBlock, c.ContentBytes, float64(mem)/(1<<30), workers,
-			directInFlight(workers)*directGroupBlocks(c.MessagesPerBlock, c.ContentBytes), directMessageBytes(c.ContentBytes), maxPoolBytes>>30)
+	// The direct builder holds a few groups per core, each of at most
+	// directGroupBytes unless one block alone is larger: refusing such
+	// blocks bounds its memory whatever the machine.
+	if block := int64(c.MessagesPerBlock) * directMessageBytes(c.ContentBytes); c.Builder == "direct" && block > directGroupBytes {
+		return fmt.Errorf("--messages-per-block %d of --content-bytes %d take about %d MiB a block in memory, more than --build direct holds at once (%d MiB): lower either, or use --build leader",
+			c.MessagesPerBlock, c.ContentBytes, block>>20, directGroupBytes>>20)
 	}
 	return nil
 }

@@ -49,18 +49,12 @@ func directGroupBlocks(messagesPerBlock, contentBytes int) int {
 // waiting to be queued, and the one being committed.
 func directInFlight(workers int) int { return 2*workers + 2 }
 
-// directMemory estimates the direct builder's peak memory for its messages.
-func directMemory(messagesPerBlock, contentBytes, workers int) int64 {
-	return int64(directInFlight(workers)) * int64(directGroupBlocks(messagesPerBlock, contentBytes)) *
-		int64(messagesPerBlock) * directMessageBytes(contentBytes)
-}
-
 // buildChainDirect writes the chain straight into a new data directory with
 // the node's own store and chain packages, as a leader would have sealed it:
 // node.key is the producer key, every message is signed by its sender and
 // stamped, every block is sealed on its parent, and meta: is kept by
-// store.Commit. ChainConfig.Validate bounds what it holds in memory
-// (directMemory). It skips HTTP, the queue and the block interval, which is
+// store.Commit. ChainConfig.Validate bounds what it holds in memory (no
+// block over directGroupBytes). It skips HTTP, the queue and the block interval, which is
 // what makes a chain of 1,000,000 blocks take minutes rather than half an
 // hour; the restart that is measured afterwards runs a real leader on it.
 // Messages are signed on every core; blocks are committed in order.

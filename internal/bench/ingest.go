@@ -436,7 +436,11 @@ func ingestTargets(cfg *IngestConfig, rep *ScenarioReport, failed bool) {
 		return
 	}
 	if cfg.Rate != 0 || cfg.Clients != targetClients {
-		rep.Notef("committed/s and ratio_to_bare are judged only as the issue states them, in a closed loop (--rate 0) of 64 clients; here they are reported without a verdict")
+		what := "committed/s and ratio_to_bare are"
+		if cfg.NoBare {
+			what = "committed/s is"
+		}
+		rep.Notef("%s judged only as the issue states it, in a closed loop (--rate 0) of 64 clients; here reported without a verdict", what)
 	}
 	if cfg.Rate != targetInclusionRate {
 		rep.Notef("inclusion latency is judged only at --rate %d (open loop), where the issue states its target; here it is reported without a verdict", targetInclusionRate)

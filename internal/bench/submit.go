@@ -27,7 +27,8 @@ const requestTimeout = 60 * time.Second
 // runs them; a request is never retried, so each message is sent once.
 type submitter struct {
 	hc   *fasthttp.HostClient
-	base string // scheme://host:port
+	base string          // scheme://host:port
+	ctx  context.Context // done: abort
 
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{} // open connections, for abort
@@ -44,7 +45,7 @@ func newSubmitter(ctx context.Context, baseURL string, conns int) (*submitter, e
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("bench: node URL %q: want http://host:port", baseURL)
 	}
-	s := &submitter{base: u.Scheme + "://" + u.Host, conns: make(map[*trackedConn]struct{})}
+	s := &submitter{base: u.Scheme + "://" + u.Host, ctx: ctx, conns: make(map[*trackedConn]struct{})}
 	s.hc = &fasthttp.HostClient{
 		Addr:                      u.Host,
 		Dial:                      s.dial, // not fasthttp's dialer: it caches DNS in a goroutine that never ends
@@ -63,13 +64,14 @@ func newSubmitter(ctx context.Context, baseURL string, conns int) (*submitter, e
 // is done.
 var errAborted = errors.New("bench: submission aborted")
 
-// dial opens a connection the submitter can cut, unless it was aborted.
+// dial opens a connection the submitter can cut, unless it was aborted;
+// a dial under way ends when the submitter's context is done.
 func (s *submitter) dial(addr string) (net.Conn, error) {
-	if s.isAborted() {
-		return nil, errAborted
-	}
-	c, err := (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp", addr)
+	c, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(s.ctx, "tcp", addr)
 	if err != nil {
+		if s.ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errAborted, err)
+		}
 		return nil, err
 	}
 	tc := &trackedConn{Conn: c, s: s}
@@ -81,12 +83,6 @@ func (s *submitter) dial(addr string) (net.Conn, error) {
 	}
 	s.conns[tc] = struct{}{}
 	return tc, nil
-}
-
-func (s *submitter) isAborted() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.aborted
 }
 
 // abort closes every open connection, which ends the requests in flight on

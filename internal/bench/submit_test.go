@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -15,7 +16,9 @@ import (
 // sends nothing more.
 func TestSubmitterEndsRequestsOnCancel(t *testing.T) {
 	release := make(chan struct{})
+	var arrived atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -37,14 +40,20 @@ func TestSubmitterEndsRequestsOnCancel(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(200 * time.Millisecond) // all four in flight
+	deadline := time.Now().Add(5 * time.Second)
+	for arrived.Load() < 4 { // all four in flight, at the server
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 4 requests reached the server", arrived.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cancelled := time.Now()
 	cancel()
 	for range 4 {
 		select {
 		case err := <-errs:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("post after cancel: %v, want context.Canceled", err)
+			if !errors.Is(err, context.Canceled) || !errors.Is(err, errAborted) {
+				t.Errorf("post after cancel: %v, want an abort for context.Canceled", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("a request in flight was still running 5 s after its context was cancelled")
