@@ -40,32 +40,12 @@ func TestSecondSignalKills(t *testing.T) {
 	}
 	for _, first := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(first.String(), func(t *testing.T) {
-			self, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(self)
-			cmd.Env = append(os.Environ(), signalChildEnv+"=1")
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			lines := bufio.NewScanner(out)
-			expect := func(want string) {
-				t.Helper()
-				if !lines.Scan() || lines.Text() != want {
-					t.Fatalf("child said %q (%v), want %q", lines.Text(), lines.Err(), want)
-				}
-			}
-			expect("ready")
+			cmd, lines := startSignalChild(t)
+			expectLine(t, lines, "ready")
 			if err := cmd.Process.Signal(first); err != nil {
 				t.Fatal(err)
 			}
-			expect("interrupted by " + first.String() + " signal received")
+			expectLine(t, lines, "interrupted by "+first.String()+" signal received")
 			exited := make(chan error, 1)
 			go func() {
 				for lines.Scan() {
@@ -103,24 +83,8 @@ func TestSecondSignalKills(t *testing.T) {
 // nohup must outlive the terminal it was started from. SIGTERM still
 // interrupts it.
 func TestIgnoredHangupStaysIgnored(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("nohup", self) // coreutils: SIGHUP ignored, then exec
-	cmd.Env = append(os.Environ(), signalChildEnv+"=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("child said %q (%v), want ready", lines.Text(), lines.Err())
-	}
+	cmd, lines := startSignalChild(t, "nohup") // coreutils: SIGHUP ignored, then exec
+	expectLine(t, lines, "ready")
 	for _, s := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM} {
 		if err := cmd.Process.Signal(s); err != nil {
 			t.Fatal(err)
@@ -129,7 +93,35 @@ func TestIgnoredHangupStaysIgnored(t *testing.T) {
 	// Had the SIGHUP been caught, it would be the one named: it is sent
 	// first, and of two signals pending at once the lower-numbered one is
 	// delivered (and relayed by Go's runtime) first.
-	want := "interrupted by " + syscall.SIGTERM.String() + " signal received"
+	expectLine(t, lines, "interrupted by "+syscall.SIGTERM.String()+" signal received")
+}
+
+// startSignalChild starts the test binary as signalChild, behind the
+// command words before it (none, or "nohup"), and returns it with the
+// lines of its output; it is killed when the test ends.
+func startSignalChild(t *testing.T, before ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := append(before, self)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), signalChildEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, bufio.NewScanner(out)
+}
+
+// expectLine fails the test unless the child's next line is want.
+func expectLine(t *testing.T, lines *bufio.Scanner, want string) {
+	t.Helper()
 	if !lines.Scan() || lines.Text() != want {
 		t.Fatalf("child said %q (%v), want %q", lines.Text(), lines.Err(), want)
 	}
