@@ -322,6 +322,19 @@ func TestBadFlags(t *testing.T) {
 		{"keygen without --key", []string{"keygen"}},
 		{"submit without --key", []string{"submit", "--content", "x", "--rpc", "http://127.0.0.1:1"}},
 		{"verify with an unknown flag", []string{"verify", "--db-path", db, "--fast"}},
+		// Numbers are plain decimal, as over HTTP: not the flag package's
+		// 0x (or 0 for octal) prefixes, which would sign or fetch another.
+		{"max block messages in hex", nodeArgs(db, "--leader", "--max-block-messages", "0x10")},
+		{"rpc port in hex", nodeArgs(db, "--leader", "--rpc-port", "0x1f90")},
+		{"nonce in hex", []string{"submit", "--key", db + "/no-key", "--content", "x", "--nonce", "0x10", "--rpc", "http://127.0.0.1:1"}},
+		{"height in binary", []string{"query", "block", "--height", "0b11", "--rpc", "http://127.0.0.1:1"}},
+		// An --rpc that cannot be a node's URL, found before any request.
+		{"query with an ftp --rpc", []string{"query", "height", "--rpc", "ftp://127.0.0.1:1"}},
+		{"query with an --rpc without scheme", []string{"query", "height", "--rpc", "127.0.0.1:1"}},
+		{"query with an --rpc with a query", []string{"query", "height", "--rpc", "http://127.0.0.1:1/health?x="}},
+		{"submit with an ftp --rpc", []string{"submit", "--key", db + "/no-key", "--content", "x", "--rpc", "ftp://127.0.0.1:1"}},
+		{"submit of content that is not UTF-8", []string{"submit", "--key", db + "/no-key", "--content", "\xff\xfe", "--rpc", "http://127.0.0.1:1"}},
+		{"peer with a --leader-rpc with a fragment", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:1/#x")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

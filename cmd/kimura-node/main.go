@@ -142,7 +142,7 @@ func runNode(args []string, stderr io.Writer) int {
 const defaultGoMemoryLimit = 64 << 20
 
 func limitGoMemory() {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+	if os.Getenv("GOMEMLIMIT") == "" { // as the runtime reads it: empty is unset
 		debug.SetMemoryLimit(defaultGoMemoryLimit)
 	}
 }
@@ -152,15 +152,16 @@ func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err 
 	fs.BoolVar(&cfg.Leader, "leader", false, "run as the leader")
 	fs.StringVar(&cfg.DBPath, "db-path", "./kimura-data", "data directory")
 	fs.StringVar(&cfg.RPCAddr, "rpc-addr", "127.0.0.1:8545", "HTTP API address")
-	rpcPort := fs.Int("rpc-port", 0, "shorthand for --rpc-addr 127.0.0.1:N")
+	var rpcPort int
+	decimalVar(fs, &rpcPort, "rpc-port", 0, "shorthand for --rpc-addr 127.0.0.1:N")
 	fs.StringVar(&cfg.ListenAddr, "listen-addr", "/ip4/127.0.0.1/tcp/0", "libp2p listen multiaddr")
 	fs.StringVar(&cfg.LeaderRPC, "leader-rpc", "", "peers: the leader's HTTP API URL")
 	fs.StringVar(&cfg.LeaderAddr, "leader-addr", "", "peers: the leader's libp2p multiaddr with /p2p/ID")
 	fs.DurationVar(&cfg.BlockInterval, "block-interval", node.DefaultBlockInterval, "leader: time between blocks")
 	testMode := fs.Bool("test-mode", false, "block interval 100ms")
-	fs.IntVar(&cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block")
-	fs.IntVar(&cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content in bytes")
-	fs.Int64Var(&cfg.MaxPendingBytes, "max-pending-bytes", node.DefaultMaxPendingBytes, "leader: bound of the pending queue in bytes; beyond it submissions get 503")
+	decimalVar(fs, &cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block")
+	decimalVar(fs, &cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content in bytes")
+	decimalVar(fs, &cfg.MaxPendingBytes, "max-pending-bytes", node.DefaultMaxPendingBytes, "leader: bound of the pending queue in bytes; beyond it submissions get 503")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err = parse(fs, args); err != nil {
@@ -172,10 +173,10 @@ func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err 
 		if set["rpc-addr"] {
 			return cfg, "", "", usagef("give --rpc-addr or --rpc-port, not both")
 		}
-		if *rpcPort < 0 || *rpcPort > 65535 { // 0: a free port, as with --rpc-addr 127.0.0.1:0
-			return cfg, "", "", usagef("--rpc-port %d is not a port number", *rpcPort)
+		if rpcPort < 0 || rpcPort > 65535 { // 0: a free port, as with --rpc-addr 127.0.0.1:0
+			return cfg, "", "", usagef("--rpc-port %d is not a port number", rpcPort)
 		}
-		cfg.RPCAddr = "127.0.0.1:" + strconv.Itoa(*rpcPort)
+		cfg.RPCAddr = "127.0.0.1:" + strconv.Itoa(rpcPort)
 	}
 	// --test-mode sets the interval unless --block-interval says otherwise.
 	if *testMode && !set["block-interval"] {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -50,8 +51,8 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 		_ = os.Remove(*path)
 		return exitCode(stderr, "kimura-node keygen", fmt.Errorf("write key file: %w", err))
 	}
-	fmt.Fprintln(stdout, hex.EncodeToString(pub))
-	return exitOK
+	_, err = fmt.Fprintln(stdout, hex.EncodeToString(pub))
+	return printed(stderr, "kimura-node keygen", err)
 }
 
 func readSenderKey(path string) (ed25519.PrivateKey, error) {
@@ -71,8 +72,9 @@ func submit(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
 	keyPath := fs.String("key", "", "sender key file")
 	content := fs.String("content", "", "message text")
-	nonce := fs.Uint64("nonce", 0, "nonce; default: the current time in nanoseconds")
-	rpc := fs.String("rpc", defaultRPC, "node URL")
+	var nonce uint64
+	decimalVar(fs, &nonce, "nonce", 0, "nonce; default: the current time in nanoseconds")
+	rpc := rpcFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return exitCode(stderr, prog, err)
 	}
@@ -81,22 +83,25 @@ func submit(args []string, stdout, stderr io.Writer) int {
 	if *keyPath == "" || !set["content"] {
 		return exitCode(stderr, prog, usagef("--key FILE and --content TEXT are required"))
 	}
+	if err := errors.Join(checkRPC(*rpc), checkContent(*content)); err != nil {
+		return exitCode(stderr, prog, err)
+	}
 	if !set["nonce"] {
-		*nonce = uint64(time.Now().UnixNano())
+		nonce = uint64(time.Now().UnixNano())
 	}
 	key, err := readSenderKey(*keyPath)
 	if err != nil {
 		return exitCode(stderr, prog, err)
 	}
-	m := chain.SignMessage(key, *nonce, *content)
+	m := chain.SignMessage(key, nonce, *content)
 	ctx, cancel := toolContext()
 	defer cancel()
 	a, err := api.NewClient(*rpc).Submit(ctx, &m)
 	if err != nil {
 		return exitCode(stderr, prog, err)
 	}
-	fmt.Fprintln(stdout, a.ID)
-	return exitOK
+	_, err = fmt.Fprintln(stdout, a.ID)
+	return printed(stderr, prog, err)
 }
 
 func query(args []string, stdout, stderr io.Writer) int {
@@ -106,10 +111,14 @@ func query(args []string, stdout, stderr io.Writer) int {
 	}
 	what := args[0]
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
-	rpc := fs.String("rpc", defaultRPC, "node URL")
-	height := fs.Uint64("height", 0, "block height")
+	rpc := rpcFlag(fs)
+	var height uint64
+	decimalVar(fs, &height, "height", 0, "block height")
 	idHex := fs.String("id", "", "message ID")
 	if err := parse(fs, args[1:]); err != nil {
+		return exitCode(stderr, prog, err)
+	}
+	if err := checkRPC(*rpc); err != nil {
 		return exitCode(stderr, prog, err)
 	}
 	set := map[string]bool{}
@@ -124,11 +133,11 @@ func query(args []string, stdout, stderr io.Writer) int {
 		var h api.Height
 		if h, err = c.Height(ctx); err == nil {
 			if what == "height" {
-				fmt.Fprintln(stdout, h.Height)
+				_, err = fmt.Fprintln(stdout, h.Height)
 			} else {
-				fmt.Fprintln(stdout, h.Hash)
+				_, err = fmt.Fprintln(stdout, h.Hash)
 			}
-			return exitOK
+			return printed(stderr, prog, err)
 		}
 	case "latest":
 		out, err = c.Latest(ctx)
@@ -136,7 +145,7 @@ func query(args []string, stdout, stderr io.Writer) int {
 		if !set["height"] {
 			return exitCode(stderr, prog, usagef("query block needs --height N"))
 		}
-		out, err = c.Block(ctx, *height, false)
+		out, err = c.Block(ctx, height, false)
 	case "message":
 		id, perr := chain.ParseHash(*idHex)
 		if perr != nil {
@@ -151,7 +160,16 @@ func query(args []string, stdout, stderr io.Writer) int {
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(out)
+	return printed(stderr, prog, enc.Encode(out))
+}
+
+// printed is the exit code of a tool whose answer was written to stdout
+// with the result err: 1 when the answer could not be written (a full
+// disk, a closed pipe), so a script never takes a missing answer for one.
+func printed(stderr io.Writer, prog string, err error) int {
+	if err != nil {
+		return exitCode(stderr, prog, fmt.Errorf("write the answer: %w", err))
+	}
 	return exitOK
 }
 
@@ -175,6 +193,6 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitCode(stderr, prog, err)
 	}
-	fmt.Fprintf(stdout, "Chain integrity verified: %d blocks\n", n)
-	return exitOK
+	_, err = fmt.Fprintf(stdout, "Chain integrity verified: %d blocks\n", n)
+	return printed(stderr, prog, err)
 }

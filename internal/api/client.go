@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -47,6 +48,20 @@ func directTransport() *http.Transport {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
+}
+
+// CheckNodeURL says whether s can be the URL of a node for NewClient:
+// http or https, with a host, and neither a query nor a fragment, which
+// would swallow the routes the client appends.
+func CheckNodeURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("%q is not an http:// URL", s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("%q has a query or a fragment", s)
+	}
+	return nil
 }
 
 // CloseIdleConnections closes the client's idle keep-alive connections,

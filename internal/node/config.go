@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -86,9 +85,8 @@ func (c *Config) Validate() error {
 		if c.LeaderRPC == "" {
 			return bad("a peer needs --leader-rpc (or run with --leader)")
 		}
-		u, err := url.Parse(c.LeaderRPC)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return bad("--leader-rpc %q is not an http:// URL", c.LeaderRPC)
+		if err := api.CheckNodeURL(c.LeaderRPC); err != nil {
+			return bad("--leader-rpc %w", err)
 		}
 		if c.LeaderAddr != "" {
 			if _, err := p2p.CheckPeerAddr(c.LeaderAddr); err != nil {
