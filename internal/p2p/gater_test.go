@@ -55,7 +55,11 @@ func TestGaterRefusesDialsNotRequested(t *testing.T) {
 // debug; other records pass unchanged.
 func TestDemoteHandler(t *testing.T) {
 	var buf bytes.Buffer
-	log := slog.New(demoteHandler{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})})
+	log := slog.New(demoteHandler{
+		next:  slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		noisy: noisyPubsubMessages,
+		floor: slog.LevelDebug,
+	})
 	log.Warn("error bumping delivery tag", "err", "queue full")
 	log.Warn("something else")
 	out := buf.String()

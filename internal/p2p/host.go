@@ -97,7 +97,12 @@ type Config struct {
 	// A reader of Blocks that stalls lets up to twice QueueSize received
 	// messages pile up in memory.
 	QueueSize int
-	// Logger receives this package's and pubsub's logs; nil discards them.
+	// Logger receives this package's, pubsub's and libp2p's logs; nil
+	// discards them. Of libp2p's own, only warnings and errors are kept,
+	// whatever Logger's level, and those that repeat an error New returns
+	// are lowered to debug. libp2p's loggers are shared by the whole
+	// process, so its lines go to the Logger of the host started last of
+	// those still open.
 	Logger *slog.Logger
 }
 
@@ -141,17 +146,46 @@ func CheckListenAddr(s string) error {
 	return nil
 }
 
+// peerTCPAddr matches the only transport part of a peer address Connect
+// dials. /dnsaddr is left out, though mafmt.TCP takes it: libp2p resolves it
+// through DNS TXT records into whatever addresses they list, which this node
+// was never given.
+var peerTCPAddr = mafmt.And(
+	mafmt.Or(mafmt.IP, mafmt.Base(ma.P_DNS), mafmt.DNS4, mafmt.DNS6),
+	mafmt.Base(ma.P_TCP),
+)
+
 // CheckPeerAddr reports whether s is an address Connect can dial:
-// /ip4|ip6|dns*/<host>/tcp/<port>/p2p/<peer ID>. It returns the peer ID.
+// /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>/p2p/<peer ID>. It returns the peer
+// ID. /dnsaddr is refused: it stands for whatever addresses a DNS TXT record
+// lists, and a node dials only addresses it was given.
 func CheckPeerAddr(s string) (peerID string, err error) {
-	ai, err := peer.AddrInfoFromString(s)
+	ai, err := parsePeerAddr(s)
 	if err != nil {
-		return "", fmt.Errorf("peer address %q: want a multiaddr ending in /p2p/<peer ID>: %w", s, err)
-	}
-	if len(ai.Addrs) != 1 || !mafmt.TCP.Matches(ai.Addrs[0]) {
-		return "", fmt.Errorf("peer address %q is not /ip4|ip6|dns/<host>/tcp/<port>/p2p/<peer ID>", s)
+		return "", err
 	}
 	return ai.ID.String(), nil
+}
+
+// parsePeerAddr is CheckPeerAddr giving the parsed address.
+func parsePeerAddr(s string) (*peer.AddrInfo, error) {
+	ai, err := peer.AddrInfoFromString(s)
+	if err != nil {
+		return nil, fmt.Errorf("peer address %q: want a multiaddr ending in /p2p/<peer ID>: %w", s, err)
+	}
+	if len(ai.Addrs) == 1 && startsWith(ai.Addrs[0], ma.P_DNSADDR) {
+		return nil, fmt.Errorf("peer address %q: /dnsaddr is not accepted, as it would dial whatever addresses "+
+			"DNS TXT records list; give /dns|dns4|dns6/<host>/tcp/<port>/p2p/<peer ID>", s)
+	}
+	if len(ai.Addrs) != 1 || !peerTCPAddr.Matches(ai.Addrs[0]) {
+		return nil, fmt.Errorf("peer address %q is not /ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>/p2p/<peer ID>", s)
+	}
+	return ai, nil
+}
+
+// startsWith reports whether addr's first component is of protocol code.
+func startsWith(addr ma.Multiaddr, code int) bool {
+	return len(addr) > 0 && addr[0].Protocol().Code == code
 }
 
 // Received is one message taken from the topic.
@@ -176,6 +210,7 @@ type Host struct {
 	gater   *dialGater
 	tracer  *dropTracer
 	log     *slog.Logger
+	unlog   func() // stops sending libp2p's logs to log
 	maxData int
 
 	// source is the one peer whose messages the topic takes (AcceptFrom);
@@ -199,7 +234,8 @@ type Host struct {
 // any kind: no mDNS, DHT, relay, NAT port mapping, AutoNAT probing, hole
 // punching, identify-based address discovery or gossipsub peer exchange.
 // A connection gater refuses every outgoing dial except to peers given to
-// Connect, so the node dials only addresses it was given.
+// Connect, which takes no /dnsaddr address, so the node dials only addresses
+// it was given.
 func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -225,6 +261,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before libp2p.New, which logs its own start failures.
+	unlog := libp2pLogs.install(demoteHandler{
+		next:  logger.With("subsystem", "libp2p").Handler(),
+		noisy: noisyLibp2pMessages,
+		floor: libp2pLogFloor,
+	})
 	gater := newDialGater()
 	lh, err := libp2p.New(
 		libp2p.Identity(sk),
@@ -246,6 +288,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// EnableAutoRelay*, EnableNATService, EnableAutoNATv2, Routing.
 	)
 	if err != nil {
+		unlog()
 		return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
 	}
 
@@ -256,6 +299,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		gater:   gater,
 		tracer:  tracer,
 		log:     logger,
+		unlog:   unlog,
 		maxData: maxSize - envelopeOverhead,
 		blocks:  make(chan Received, queueSize),
 		cancel:  cancel,
@@ -265,6 +309,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	fail := func(err error) (*Host, error) {
 		cancel()
 		_ = lh.Close()
+		unlog()
 		return nil, err
 	}
 
@@ -301,7 +346,11 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(Topic)),
 		pubsub.WithRawTracer(tracer),
-		pubsub.WithLogger(slog.New(demoteHandler{logger.Handler()}).With("subsystem", "pubsub")),
+		pubsub.WithLogger(slog.New(demoteHandler{
+			next:  logger.With("subsystem", "pubsub").Handler(),
+			noisy: noisyPubsubMessages,
+			floor: slog.LevelDebug,
+		})),
 		// The RPC logger dumps whole RPCs, blocks included, at debug level.
 		pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)),
 	)
@@ -411,7 +460,7 @@ func (h *Host) MaxPayload() int {
 	return h.maxData
 }
 
-// Connect dials addr, a multiaddr ending in /p2p/<peer ID>, unless that peer
+// Connect dials addr, an address CheckPeerAddr accepts, unless that peer
 // is already connected, and waits for the libp2p handshake (identify) to
 // finish. The peer is then protected from the connection manager's trimming
 // and its address kept for good, so the connection is kept for the host's
@@ -428,9 +477,9 @@ func (h *Host) Connect(ctx context.Context, addr string) error {
 	if h.isClosed() {
 		return fmt.Errorf("p2p: connect %s: %w", addr, ErrClosed)
 	}
-	ai, err := peer.AddrInfoFromString(addr)
+	ai, err := parsePeerAddr(addr)
 	if err != nil {
-		return fmt.Errorf("p2p: connect: parse address %q: %w", addr, err)
+		return fmt.Errorf("p2p: connect: %w", err)
 	}
 	if ai.ID == h.host.ID() {
 		return fmt.Errorf("p2p: connect %s: that is this node", addr)
@@ -566,6 +615,7 @@ func (h *Host) Close() error {
 		// Bounded: the forwarding goroutine selects on the cancelled context.
 		<-h.fwdDone
 		h.closeErr = errors.Join(errs...)
+		h.unlog()
 		h.log.Info("p2p host closed")
 	})
 	return h.closeErr

@@ -198,10 +198,46 @@ func TestCheckPeerAddr(t *testing.T) {
 		"/p2p/" + id,              // no transport
 		"/ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + id, // not TCP
 		"/ip4/127.0.0.1/tcp/4001/p2p/notanid",
+		"/ip4/127.0.0.1/tcp/4001/ws/p2p/" + id, // not plain TCP
+		"/ip6zone/eth0/ip6/fe80::1/tcp/4001/p2p/" + id,
 	} {
 		if _, err := p2p.CheckPeerAddr(bad); err == nil {
 			t.Errorf("CheckPeerAddr(%q) accepted it", bad)
 		}
+	}
+	for _, good := range []string{
+		"/ip6/::1/tcp/4001/p2p/" + id,
+		"/dns/leader.example.com/tcp/4001/p2p/" + id,
+		"/dns4/leader.example.com/tcp/4001/p2p/" + id,
+		"/dns6/leader.example.com/tcp/4001/p2p/" + id,
+	} {
+		if got, err := p2p.CheckPeerAddr(good); err != nil || got != id {
+			t.Errorf("CheckPeerAddr(%q) = %q, %v; want %q", good, got, err, id)
+		}
+	}
+}
+
+// Network rule: a node dials only addresses it was given or learned from the
+// leader. A /dnsaddr address stands for whatever multiaddrs a DNS TXT record
+// lists, so it is refused, by CheckPeerAddr (which vets --leader-addr and the
+// leader's p2p_addrs) and by Connect, with an error that says why.
+func TestDNSAddrRefused(t *testing.T) {
+	a, b := newHost(t), newHost(t)
+	for _, addr := range []string{
+		"/dnsaddr/leader.example.com/p2p/" + b.PeerID(),
+		"/dnsaddr/leader.example.com/tcp/4001/p2p/" + b.PeerID(),
+		"/dnsaddr/localhost/tcp/4001/p2p/" + b.PeerID(),
+	} {
+		if _, err := p2p.CheckPeerAddr(addr); err == nil || !strings.Contains(err.Error(), "/dnsaddr is not accepted") {
+			t.Errorf("CheckPeerAddr(%q): got %v, want /dnsaddr refused", addr, err)
+		}
+		err := a.Connect(testContext(t), addr)
+		if err == nil || !strings.Contains(err.Error(), "/dnsaddr is not accepted") {
+			t.Errorf("Connect(%q): got %v, want /dnsaddr refused", addr, err)
+		}
+	}
+	if a.Connected(b.PeerID()) {
+		t.Error("connected through a /dnsaddr address")
 	}
 }
 

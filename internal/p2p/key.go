@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -18,6 +20,11 @@ import (
 // libp2p key. LoadOrCreateKey returns it (wrapped) instead of replacing the
 // file, because a new key would silently give the node a new peer ID.
 var ErrBadKey = errors.New("not a valid Ed25519 libp2p key")
+
+// ErrUnsafeKeyFile reports a node key file that LoadOrCreateKey will not use:
+// not a regular file (a symlink, say), or open to group or others. It is
+// returned wrapped; the message says what to do.
+var ErrUnsafeKeyFile = errors.New("unsafe node key file")
 
 // LoadOrCreateKey reads the node's libp2p private key from path and returns it
 // as a stdlib ed25519.PrivateKey. The file holds libp2p's
@@ -33,8 +40,20 @@ var ErrBadKey = errors.New("not a valid Ed25519 libp2p key")
 // A file that exists but does not hold a valid Ed25519 key is an error
 // wrapping ErrBadKey; it is never replaced, since that would change the
 // node's identity.
+//
+// An existing path that is not a regular file, or whose mode grants group or
+// others any access, is refused with an error wrapping ErrUnsafeKeyFile,
+// before it is read; the mode is not changed. Refusing, as OpenSSH does for
+// private keys, rather than tightening the mode with a warning: the node
+// never creates such a file, so someone or something loosened or copied it,
+// and the key (a leader's signs every block, and peers pin it) may already
+// have been read. A refusal at startup cannot be missed where a warning can,
+// and the fix (chmod 600, named in the error) is the operator's to make
+// knowingly. Nor does it follow symlinks, which would let the node's
+// identity live wherever the link points. The check is skipped on Windows,
+// whose files have no such mode bits.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readKeyFile(path)
 	switch {
 	case err == nil:
 		key, err := decodeKey(raw)
@@ -47,6 +66,56 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	default:
 		return nil, fmt.Errorf("p2p: read node key: %w", err)
 	}
+}
+
+// readKeyFile reads path if it is a regular file open to its owner only.
+// Errors for a missing file wrap fs.ErrNotExist.
+func readKeyFile(path string) ([]byte, error) {
+	// Lstat before opening: opening a FIFO would block, and open follows
+	// symlinks.
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkKeyFileMode(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// The file opened must be the one checked, not one put in its place since.
+	ofi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !os.SameFile(fi, ofi) {
+		return nil, fmt.Errorf("%w: %s was replaced while being read", ErrUnsafeKeyFile, path)
+	}
+	if err := checkKeyFileMode(path, ofi); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
+}
+
+// checkKeyFileMode refuses anything but a regular file with no group or
+// other permission bits.
+func checkKeyFileMode(path string, fi fs.FileInfo) error {
+	switch t := fi.Mode().Type(); {
+	case t&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symlink; put the key file itself there", ErrUnsafeKeyFile, path)
+	case t != 0:
+		return fmt.Errorf("%w: %s is not a regular file (type %v)", ErrUnsafeKeyFile, path, t)
+	}
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %#o, open to group or others (want 0600); "+
+			"check who may have read the key, then chmod 600 %s", ErrUnsafeKeyFile, path, uint32(perm), path)
+	}
+	return nil
 }
 
 // decodeKey parses a crypto.MarshalPrivateKey protobuf and insists on an

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -162,6 +165,97 @@ func TestLoadOrCreateKeyRefusesBadFiles(t *testing.T) {
 				t.Fatal("bad key file was replaced")
 			}
 		})
+	}
+}
+
+// SPEC: node.key is mode 0600. A key file open to group or others is
+// refused, untouched, rather than used: the node never makes one, so its key
+// may have been read.
+func TestLoadOrCreateKeyRefusesLooseMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	dir := t.TempDir()
+	want, err := p2p.LoadOrCreateKey(filepath.Join(dir, "good.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "good.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o606, 0o700, 0o610} {
+		t.Run(fmt.Sprintf("%#o", uint32(mode)), func(t *testing.T) {
+			path := filepath.Join(dir, fmt.Sprintf("node-%o.key", uint32(mode)))
+			writeKeyFile(t, path, raw, mode)
+			key, err := p2p.LoadOrCreateKey(path)
+			switch {
+			case mode&0o077 == 0:
+				// Owner-only modes other than 0600 are no exposure.
+				if err != nil || !key.Equal(want) {
+					t.Fatalf("owner-only mode: got %v", err)
+				}
+				return
+			case err == nil:
+				t.Fatal("key file open to group or others accepted")
+			case !errors.Is(err, p2p.ErrUnsafeKeyFile):
+				t.Fatalf("error %v does not wrap ErrUnsafeKeyFile", err)
+			case !strings.Contains(err.Error(), "chmod 600 "+path):
+				t.Errorf("error %q does not say how to fix it", err)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != mode {
+				t.Errorf("mode changed to %#o", uint32(fi.Mode().Perm()))
+			}
+		})
+	}
+}
+
+// Only a regular file is read: not a symlink, even to a good key, nor a
+// directory.
+func TestLoadOrCreateKeyRefusesNonRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "good.key")
+	if _, err := p2p.LoadOrCreateKey(target); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.key")
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("cannot make a symlink: %v", err)
+	}
+	dangling := filepath.Join(dir, "dangling.key")
+	if err := os.Symlink(filepath.Join(dir, "missing.key"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "dir.key")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{link, dangling, sub} {
+		if _, err := p2p.LoadOrCreateKey(path); !errors.Is(err, p2p.ErrUnsafeKeyFile) {
+			t.Errorf("LoadOrCreateKey(%s): got %v, want ErrUnsafeKeyFile", filepath.Base(path), err)
+		}
+	}
+	// Nothing was created in place of the dangling link.
+	if _, err := os.Stat(filepath.Join(dir, "missing.key")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("symlink target created: %v", err)
+	}
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode().Type() != fs.ModeSymlink {
+		t.Errorf("dangling symlink replaced: %v", err)
+	}
+}
+
+// writeKeyFile writes data to path with exactly mode, whatever the umask.
+func writeKeyFile(t *testing.T, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
 	}
 }
 
