@@ -354,3 +354,29 @@ func TestBadFlags(t *testing.T) {
 		}
 	})
 }
+
+// TestHelp: -h or --help is not a bad command line: the flags go to
+// stderr, the exit is 0, and nothing is started or written.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	db := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		flag string // one the answer must list
+	}{
+		{[]string{"--db-path", db, "-h"}, "-db-path"},
+		{[]string{"--help"}, "-max-block-messages N"},
+		{[]string{"submit", "-h"}, "-nonce N"},
+		{[]string{"query", "block", "--help"}, "-height N"},
+		{[]string{"verify", "-h"}, "-db-path"},
+	} {
+		code, stdout, stderr := runBinary(t, c.args...)
+		if code != 0 || !strings.Contains(stderr, c.flag) {
+			t.Errorf("kimura-node %s: exit %d, stderr %q; want 0 and the flags, %s among them\nstdout: %s",
+				strings.Join(c.args, " "), code, stderr, c.flag, stdout)
+		}
+	}
+	if entries, err := os.ReadDir(db); err != nil || len(entries) != 0 {
+		t.Errorf("asking for help left %d entries in --db-path (%v)", len(entries), err)
+	}
+}

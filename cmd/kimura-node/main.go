@@ -60,12 +60,21 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// helpRequest is -h or --help: the flags are printed and the exit is 0,
+// since asking for help is not a bad command line.
+type helpRequest struct{ flags string }
+
+func (h helpRequest) Error() string { return "help requested" }
+
 // parse parses args with fs, refusing positional leftovers.
 func parse(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return helpRequest{b.String()}
 		}
 		return usageError{err.Error()}
 	}
@@ -82,10 +91,11 @@ func exitCode(stderr io.Writer, prog string, err error) int {
 	}
 	var ue usageError
 	var ce *store.CorruptionError
+	var help helpRequest
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintf(stderr, "%s: see README.md for usage\n", prog)
-		return exitUsage
+	case errors.As(err, &help):
+		fmt.Fprintf(stderr, "usage of %s (README.md has more):\n%s", prog, help.flags)
+		return exitOK
 	case errors.As(err, &ue), errors.Is(err, node.ErrConfig):
 		fmt.Fprintf(stderr, "%s: %s\n", prog, oneLine(err))
 		return exitUsage
@@ -153,15 +163,15 @@ func nodeFlags(args []string) (cfg node.Config, logLevel, logFormat string, err 
 	fs.StringVar(&cfg.DBPath, "db-path", "./kimura-data", "data directory")
 	fs.StringVar(&cfg.RPCAddr, "rpc-addr", "127.0.0.1:8545", "HTTP API address")
 	var rpcPort int
-	decimalVar(fs, &rpcPort, "rpc-port", 0, "shorthand for --rpc-addr 127.0.0.1:N")
+	decimalVar(fs, &rpcPort, "rpc-port", 0, "shorthand for --rpc-addr 127.0.0.1:`N`")
 	fs.StringVar(&cfg.ListenAddr, "listen-addr", "/ip4/127.0.0.1/tcp/0", "libp2p listen multiaddr")
 	fs.StringVar(&cfg.LeaderRPC, "leader-rpc", "", "peers: the leader's HTTP API URL")
 	fs.StringVar(&cfg.LeaderAddr, "leader-addr", "", "peers: the leader's libp2p multiaddr with /p2p/ID")
 	fs.DurationVar(&cfg.BlockInterval, "block-interval", node.DefaultBlockInterval, "leader: time between blocks")
 	testMode := fs.Bool("test-mode", false, "block interval 100ms")
-	decimalVar(fs, &cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block")
-	decimalVar(fs, &cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content in bytes")
-	decimalVar(fs, &cfg.MaxPendingBytes, "max-pending-bytes", node.DefaultMaxPendingBytes, "leader: bound of the pending queue in bytes; beyond it submissions get 503")
+	decimalVar(fs, &cfg.MaxBlockMessages, "max-block-messages", node.DefaultMaxBlockMessages, "leader: most messages in one block, `N`")
+	decimalVar(fs, &cfg.MaxMessageBytes, "max-message-bytes", node.DefaultMaxMessageBytes, "largest message content, `N` bytes")
+	decimalVar(fs, &cfg.MaxPendingBytes, "max-pending-bytes", node.DefaultMaxPendingBytes, "leader: bound of the pending queue, `N` bytes; beyond it submissions get 503")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err = parse(fs, args); err != nil {

@@ -73,7 +73,7 @@ func submit(args []string, stdout, stderr io.Writer) int {
 	keyPath := fs.String("key", "", "sender key file")
 	content := fs.String("content", "", "message text")
 	var nonce uint64
-	decimalVar(fs, &nonce, "nonce", 0, "nonce; default: the current time in nanoseconds")
+	decimalVar(fs, &nonce, "nonce", 0, "nonce `N`; default: the current time in nanoseconds")
 	rpc := rpcFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return exitCode(stderr, prog, err)
@@ -113,7 +113,7 @@ func query(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	rpc := rpcFlag(fs)
 	var height uint64
-	decimalVar(fs, &height, "height", 0, "block height")
+	decimalVar(fs, &height, "height", 0, "block height `N`")
 	idHex := fs.String("id", "", "message ID")
 	if err := parse(fs, args[1:]); err != nil {
 		return exitCode(stderr, prog, err)
