@@ -167,7 +167,9 @@ func (p *Pool) takeWaiting() []*request {
 		k++
 	}
 	batch := append([]*request(nil), p.waiting[:k]...)
-	p.waiting = append(p.waiting[:0], p.waiting[k:]...)
+	rest := copy(p.waiting, p.waiting[k:])
+	clear(p.waiting[rest:]) // the backing array must not keep finished requests (and their content) alive
+	p.waiting = p.waiting[:rest]
 	return batch
 }
 

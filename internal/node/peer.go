@@ -190,14 +190,21 @@ func (p *peer) contact(ctx context.Context) (api.Health, chain.PublicKey, error)
 		return info, chain.PublicKey{}, fmt.Errorf("%w: peer ID %q: %w", ErrWrongLeader, info.PeerID, err)
 	}
 	producer := chain.PublicKey(pub)
-	pinned, ok, err := p.st.Producer()
+	// The chain's producer is the pin, or without one (a pin lost with its
+	// record) the signer of block 1: pinning another key over a chain
+	// signed by one would make the next start refuse intact data.
+	known, ok, err := p.st.ChainProducer()
 	if err != nil {
 		return info, chain.PublicKey{}, err
 	}
-	if ok && pinned != producer {
-		return info, chain.PublicKey{}, fmt.Errorf("%w: it signs with key %x, this chain's producer is %x", ErrWrongLeader, producer[:], pinned[:])
+	if ok && known != producer {
+		return info, chain.PublicKey{}, fmt.Errorf("%w: it signs with key %x, this chain's producer is %x", ErrWrongLeader, producer[:], known[:])
 	}
-	if !ok {
+	_, pinned, err := p.st.Producer()
+	if err != nil {
+		return info, chain.PublicKey{}, err
+	}
+	if !pinned {
 		if err := p.st.SetProducer(producer); err != nil {
 			return info, chain.PublicKey{}, err
 		}

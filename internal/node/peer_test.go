@@ -525,3 +525,42 @@ func followerOf(t *testing.T, leader http.Handler) (*peer, *store.Store, *p2p.Ho
 	t.Cleanup(func() { _ = host.Close() })
 	return newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st), st, host
 }
+
+// A peer whose chain has lost its meta:producer pin still knows the
+// chain's producer from block 1, as the leader does
+// (TestLeaderRefusesChainOfAnotherKeyWithoutPin): it refuses a leader of
+// another key instead of pinning it, which would make the next start
+// refuse its intact chain.
+func TestPeerWithoutPinRefusesLeaderOfAnotherKey(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, owner, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	if err := st.Commit(store.Commit{Blocks: []*chain.Block{chain.Seal(&chain.Genesis().Header, nil, 1, owner)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := st.Producer(); ok {
+		t.Fatal("committing a block pinned its producer: the test needs a chain without a pin")
+	}
+	id, _ := p2p.PeerIDFromPublicKey(other.Public().(ed25519.PublicKey))
+	srv := fakeLeader(t, api.Health{Status: "ok", Role: api.RoleLeader, GenesisHash: chain.GenesisHash, PeerID: id}, nil)
+	p := newPeer(&Config{LeaderRPC: srv.URL, Log: discard()}, st)
+	if _, _, err := p.contact(context.Background()); !errors.Is(err, ErrWrongLeader) {
+		t.Errorf("contact with a leader of another key = %v, want ErrWrongLeader", err)
+	}
+	if _, ok, _ := st.Producer(); ok {
+		t.Error("the other leader's key was pinned")
+	}
+	_ = st.Close()
+	st, err = store.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.VerifyChain(context.Background(), nil); err != nil {
+		t.Errorf("after contact, the intact chain fails its integrity check: %v", err)
+	}
+}
