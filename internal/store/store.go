@@ -71,19 +71,20 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 // It fails with ErrNoDatabase when dir holds none; it writes nothing but
 // the lock files.
 func OpenExisting(dir string, log *slog.Logger) (*Store, error) {
-	manifest, data, err := pebbleFiles(vfs.Default, dir)
+	current, data, err := pebbleFiles(vfs.Default, dir)
 	if err != nil {
 		return nil, err
 	}
-	if !manifest && !data {
+	if !current && !data {
 		return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
 	}
 	return open(vfs.Default, dir, log, true)
 }
 
-// pebbleFiles says what dir holds of a Pebble database: a manifest (its
-// list of files), and files with data (tables, logs).
-func pebbleFiles(files vfs.FS, dir string) (manifest, data bool, err error) {
+// pebbleFiles says what dir holds of a Pebble database: a current manifest
+// (the marker that names the manifest, Pebble's list of files), and files
+// with data (tables, logs).
+func pebbleFiles(files vfs.FS, dir string) (current, data bool, err error) {
 	names, err := files.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, false, nil
@@ -93,13 +94,13 @@ func pebbleFiles(files vfs.FS, dir string) (manifest, data bool, err error) {
 	}
 	for _, n := range names {
 		switch {
-		case strings.HasPrefix(n, "MANIFEST-"):
-			manifest = true
+		case strings.HasPrefix(n, "marker.manifest."):
+			current = true
 		case strings.HasSuffix(n, ".sst"), strings.HasSuffix(n, ".log"):
 			data = true
 		}
 	}
-	return manifest, data, nil
+	return current, data, nil
 }
 
 // damaged says whether Pebble failed to open a database, one with a
@@ -122,16 +123,18 @@ func open(files vfs.FS, dir string, log *slog.Logger, readOnly bool) (*Store, er
 	if err != nil {
 		return nil, err
 	}
-	manifest, data, err := pebbleFiles(files, dir)
+	current, data, err := pebbleFiles(files, dir)
 	if err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
-	if data && !manifest {
-		// Pebble would start a new database here and delete these files
-		// as obsolete.
+	if data && !current {
+		// Pebble makes a new database's manifest current before it writes
+		// a log or a table, so these are a database's whose manifest (or
+		// the marker naming it) is lost. Pebble would start a new database
+		// here and delete them as obsolete.
 		_ = lock.Close()
-		return nil, corrupt(0, "%s holds tables or logs but no manifest", dir)
+		return nil, corrupt(0, "%s holds tables or logs but no current manifest (marker.manifest.*)", dir)
 	}
 	// The disk-health checker is the store's own, not one Pebble makes for
 	// itself: Pebble closes its own only in DB.Close, so a failed Open
@@ -148,7 +151,7 @@ func open(files vfs.FS, dir string, log *slog.Logger, readOnly bool) (*Store, er
 			// A manifest written but never made current: a first start
 			// that stopped before the database existed.
 			return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
-		case pebble.IsCorruptionError(err) || (manifest && damaged(err)):
+		case pebble.IsCorruptionError(err) || (current && damaged(err)):
 			// No block of it can be read, from height 0 on.
 			return nil, corrupt(0, "the database in %s does not open: %v", dir, err)
 		}

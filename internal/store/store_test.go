@@ -224,6 +224,11 @@ func TestOpenDamagedFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		"manifest marker gone": func(t *testing.T, dir string) {
+			if err := os.Remove(only(t, dir, "marker.manifest.*")); err != nil {
+				t.Fatal(err)
+			}
+		},
 		"no manifest and no marker": func(t *testing.T, dir string) {
 			for _, pat := range []string{"MANIFEST-*", "marker.*"} {
 				files, _ := filepath.Glob(filepath.Join(dir, pat))
@@ -253,7 +258,7 @@ func TestOpenDamagedFiles(t *testing.T) {
 					t.Errorf("%s: %v; want a *CorruptionError at height 0", opener, err)
 				}
 			}
-			if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); name == "no manifest and no marker" && len(tables) != 1 {
+			if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); name != "table gone" && len(tables) != 1 {
 				t.Errorf("tables after the attempts: %v; want the one left untouched", tables)
 			}
 		})
