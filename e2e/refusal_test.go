@@ -307,6 +307,7 @@ func TestBadFlags(t *testing.T) {
 		{"max message bytes zero", nodeArgs(db, "--leader", "--max-message-bytes", "0")},
 		{"max message bytes too many", nodeArgs(db, "--leader", "--max-message-bytes", "16777217")},
 		{"max pending bytes below one message", nodeArgs(db, "--leader", "--max-pending-bytes", "1000")},
+		{"max pending bytes too many", nodeArgs(db, "--leader", "--max-pending-bytes", "2147483649")},
 		{"rpc addr not host:port", append(nodeArgs(db, "--leader"), "--rpc-addr", "nonsense")},
 		{"rpc addr port out of range", append(nodeArgs(db, "--leader"), "--rpc-addr", "127.0.0.1:99999")},
 		{"listen addr not a multiaddr", nodeArgs(db, "--leader", "--listen-addr", "garbage")},

@@ -81,6 +81,9 @@ func (c *Config) Validate() error {
 		if room := int64(c.MaxMessageBytes) + mempool.MessageOverhead; c.MaxPendingBytes < room {
 			return bad("--max-pending-bytes must leave room for one message: at least %d with --max-message-bytes %d", room, c.MaxMessageBytes)
 		}
+		if c.MaxPendingBytes > MaxPendingBytesLimit {
+			return bad("--max-pending-bytes must be at most %d", int64(MaxPendingBytesLimit))
+		}
 	} else {
 		if c.LeaderRPC == "" {
 			return bad("a peer needs --leader-rpc (or run with --leader)")
@@ -132,6 +135,13 @@ const gossipLimit = 64 << 20
 
 // MaxBlockMessagesLimit keeps the largest block's record under gossipLimit.
 const MaxBlockMessagesLimit = 500_000
+
+// MaxPendingBytesLimit bounds --max-pending-bytes. A block may take the
+// whole queue, and its messages are written in one Pebble batch, which
+// Pebble refuses (with a panic) from 4 GiB: a block of a full queue of
+// this size, records and keys included, stays well under that, and so does
+// a combined write of submissions.
+const MaxPendingBytesLimit = 2 << 30
 
 // MaxMessageBytesLimit bounds --max-message-bytes: a submission's body may
 // be six times its content (JSON escapes), and one message's body must fit
