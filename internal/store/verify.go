@@ -128,6 +128,7 @@ func (s *Store) chainProducer(last uint64) (chain.PublicKey, bool, error) {
 func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progress func(uint64)) (*CorruptionError, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: blockKey(0), UpperBound: prefixEnd(blockPrefix)})
 	if err != nil {
+		st.stop() // its goroutines end on every return
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
