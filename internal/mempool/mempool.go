@@ -227,11 +227,21 @@ func (p *Pool) process(batch []*request) {
 // the write made it durable, afresh if the write failed. admit waits only
 // once its own write is done, so two combiners never wait for each other.
 func (p *Pool) admit(msgs []chain.Message, errs []error, stamped []*chain.Message) {
-	pending, from, waits := p.reserve(msgs, errs)
+	pending, from, twins, waits := p.reserve(msgs, errs)
 	var err error
 	if len(pending) > 0 {
 		err = p.store.AddPending(pending)
 	}
+	defer func() {
+		// A second copy shares its first copy's fate: a duplicate once
+		// the first is pending, the same refusal or failure otherwise
+		// (never 409 for an ID whose write failed).
+		for _, t := range twins {
+			if errs[t.i] = errs[t.first]; errs[t.i] == nil {
+				errs[t.i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, msgs[t.i].ID())
+			}
+		}
+	}()
 	p.mu.Lock()
 	for j := range pending {
 		e := &pending[j]
@@ -282,12 +292,17 @@ func (p *Pool) settle() {
 	p.settled = make(chan struct{})
 }
 
+// twin is msgs[i], a later copy (same ID) of msgs[first] in one admit.
+type twin struct{ i, first int }
+
 // reserve claims the IDs of the messages still without error, stamps them and
 // gives them sequence numbers; from[j] is the index in msgs of pending[j].
-// A duplicate (also within msgs) gets ErrDuplicate, and a message the queue
-// has no room for ErrFull; one whose ID another write holds is left to wait
-// for it (waits: indexes in msgs).
-func (p *Pool) reserve(msgs []chain.Message, errs []error) (pending []store.Pending, from []int, waits []int) {
+// A duplicate of a pending or confirmed message gets ErrDuplicate, and a
+// message the queue has no room for ErrFull; a later copy of a message
+// reserved here is left for admit to judge by the first copy's outcome
+// (twins), and one whose ID another write holds is left to wait for it
+// (waits: indexes in msgs).
+func (p *Pool) reserve(msgs []chain.Message, errs []error) (pending []store.Pending, from []int, twins []twin, waits []int) {
 	batch := make([]store.Pending, 0, len(msgs))
 	from = make([]int, 0, len(msgs))
 	ids := make([]chain.Hash, 0, len(msgs))
@@ -299,10 +314,13 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) (pending []store.Pend
 		}
 		id := msgs[i].ID()
 		if e, taken := p.ids[id]; taken {
-			if e == nil && !slices.Contains(ids, id) {
-				waits = append(waits, i)
-			} else {
+			switch j := slices.Index(ids, id); {
+			case e != nil:
 				errs[i] = fmt.Errorf("%w: %s is pending", ErrDuplicate, id)
+			case j >= 0:
+				twins = append(twins, twin{i: i, first: from[j]})
+			default:
+				waits = append(waits, i)
 			}
 			continue
 		}
@@ -347,7 +365,7 @@ func (p *Pool) reserve(msgs []chain.Message, errs []error) (pending []store.Pend
 		p.settle()
 	}
 	p.mu.Unlock()
-	return kept, keptFrom, waits
+	return kept, keptFrom, twins, waits
 }
 
 // Get returns a durable pending message.

@@ -620,6 +620,36 @@ func TestInFlightDuplicateJudgedAgainWhenWriteFails(t *testing.T) {
 	}
 }
 
+// A second copy of a message in the same submission shares the first's
+// fate: when the write of the first fails, the second gets that failure,
+// not 409 for an ID that is neither pending nor confirmed.
+func TestDuplicateWithinBatchFailsWithTheWrite(t *testing.T) {
+	e := newEnv(t)
+	g := &gatedStore{Store: e.st, entered: make(chan struct{}), release: make(chan error)}
+	pool, err := mempool.Open(g, mempool.Options{MaxContent: maxContent, Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sign(1, "first")
+	done := make(chan []error, 1)
+	go func() {
+		_, errs := pool.Submit([]chain.Message{first, sign(1, "second, same nonce")})
+		done <- errs
+	}()
+	<-g.entered
+	injected := errors.New("disk full")
+	g.release <- injected
+	errs := <-done
+	for i, err := range errs {
+		if !errors.Is(err, injected) {
+			t.Errorf("message %d of a batch whose write failed: %v, want the store's error", i, err)
+		}
+	}
+	if _, ok := pool.Get(first.ID()); ok || pool.Len() != 0 {
+		t.Error("a message of the failed write is pending")
+	}
+}
+
 // Concurrent submissions are combined into shared batches; each caller still
 // gets exactly its own answers, in its own order, and every accepted
 // message is durable exactly once.
