@@ -215,6 +215,9 @@ func (c *Client) Message(ctx context.Context, id chain.Hash) (Message, error) {
 	if m.ID != id {
 		return m, badAnswer("GET /message/"+id.String(), "the answer is about message %s", m.ID)
 	}
+	if m.Status != StatusPending && m.Status != StatusConfirmed {
+		return m, badAnswer("GET /message/"+id.String(), "the answer has status %q", m.Status)
+	}
 	return m, nil
 }
 

@@ -123,6 +123,8 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 			}
 		case "/message/" + strings.Repeat("11", 32): // about another message
 			_, _ = w.Write([]byte(`{"id":"` + strings.Repeat("00", 32) + `","status":"pending"}`))
+		case "/message/" + strings.Repeat("22", 32): // neither pending nor confirmed
+			_, _ = w.Write([]byte(`{"id":"` + strings.Repeat("22", 32) + `","status":"lost"}`))
 		case "/message": // 202, but for another message
 			w.WriteHeader(http.StatusAccepted)
 			_, _ = w.Write([]byte(`{"id":"` + strings.Repeat("00", 32) + `","status":"pending"}`))
@@ -168,6 +170,10 @@ func TestClientRefusesBadAnswers(t *testing.T) {
 	copy(asked[:], bytes.Repeat([]byte{0x11}, chain.HashSize))
 	if _, err := c.Message(ctx, asked); err == nil || !strings.Contains(err.Error(), "about message") {
 		t.Errorf("Message answered about another message: %v", err)
+	}
+	copy(asked[:], bytes.Repeat([]byte{0x22}, chain.HashSize))
+	if _, err := c.Message(ctx, asked); err == nil || !strings.Contains(err.Error(), `status "lost"`) {
+		t.Errorf("Message answered with an unknown status: %v", err)
 	}
 }
 

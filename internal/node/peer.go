@@ -371,15 +371,18 @@ func (c *peerChain) Message(ctx context.Context, id chain.Hash) (api.Message, er
 	if err != nil {
 		return api.Message{}, &api.StatusError{Code: http.StatusBadGateway, Err: fmt.Errorf("message from leader refused: %w", err)}
 	}
-	if j.Status != api.StatusConfirmed {
+	if j.Status == api.StatusPending { // the client takes only pending or confirmed
 		return api.NewMessage(&m), nil
 	}
 	if j.BlockHeight == nil || j.Index == nil {
 		return api.Message{}, &api.StatusError{Code: http.StatusBadGateway, Err: errors.New("message from leader refused: confirmed without block_height and index")}
 	}
 	b, err := c.p.st.Block(*j.BlockHeight)
-	if err != nil || *j.BlockHeight > c.p.st.Tip().Height {
+	if errors.Is(err, store.ErrNotFound) || err == nil && *j.BlockHeight > c.p.st.Tip().Height {
 		return api.Message{}, &api.StatusError{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("block %d is not on this peer yet", *j.BlockHeight)}
+	}
+	if err != nil { // the peer's own block does not read: its damage, not the leader's
+		return api.Message{}, err
 	}
 	conf = store.Confirmed{Message: m, Height: b.Height, Index: *j.Index}
 	if err := verifyInBlock(b, conf, j.Proof); err != nil {
