@@ -268,6 +268,29 @@ func TestDataDirLocked(t *testing.T) {
 	stopGracefully(t, n)
 }
 
+// TestListenAddrInUse: a second node given the libp2p address a running
+// node listens on exits 1 saying so, instead of sharing the port with it
+// (SO_REUSEPORT, on which the kernel would hand each incoming connection,
+// a peer's dial of the leader included, to either node).
+func TestListenAddrInUse(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, "--leader", "--test-mode")
+	addrs := n.Health().P2PAddrs
+	if len(addrs) == 0 {
+		t.Fatal("/health: no p2p_addrs")
+	}
+	listen, _, _ := strings.Cut(addrs[0], "/p2p/")
+	code, stdout, stderr := runBinary(t, "--leader", "--test-mode", "--db-path", t.TempDir(), "--rpc-addr", "127.0.0.1:0", "--listen-addr", listen)
+	if code != 1 {
+		t.Errorf("second node on --listen-addr %s: exit %d, want 1\nstdout: %s\nstderr: %s", listen, code, stdout, stderr)
+	}
+	if last := lastLine(stderr); !strings.Contains(last, "address already in use") {
+		t.Errorf("second node's last stderr line %q does not say the address is in use", last)
+	}
+	n.WaitHeight(n.Health().Height+1, 5*time.Second)
+	stopGracefully(t, n)
+}
+
 // TestRPCPortFlag: --rpc-port N serves the API on 127.0.0.1:N, and 0 picks
 // a free port, as --rpc-addr 127.0.0.1:0 does.
 func TestRPCPortFlag(t *testing.T) {
@@ -308,6 +331,7 @@ func TestBadFlags(t *testing.T) {
 		{"max message bytes too many", nodeArgs(db, "--leader", "--max-message-bytes", "16777217")},
 		{"max pending bytes below one message", nodeArgs(db, "--leader", "--max-pending-bytes", "1000")},
 		{"max pending bytes too many", nodeArgs(db, "--leader", "--max-pending-bytes", "2147483649")},
+		{"max pending bytes zero on a peer", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:1", "--max-pending-bytes", "0")},
 		{"rpc addr not host:port", append(nodeArgs(db, "--leader"), "--rpc-addr", "nonsense")},
 		{"rpc addr port out of range", append(nodeArgs(db, "--leader"), "--rpc-addr", "127.0.0.1:99999")},
 		{"listen addr not a multiaddr", nodeArgs(db, "--leader", "--listen-addr", "garbage")},
@@ -369,6 +393,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"--help"}, "-max-block-messages N"},
 		{[]string{"submit", "-h"}, "-nonce N"},
 		{[]string{"query", "block", "--help"}, "-height N"},
+		{[]string{"query", "-h"}, "WHAT one of: height"},
 		{[]string{"verify", "-h"}, "-db-path"},
 	} {
 		code, stdout, stderr := runBinary(t, c.args...)

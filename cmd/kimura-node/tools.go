@@ -105,16 +105,24 @@ func submit(args []string, stdout, stderr io.Writer) int {
 }
 
 func query(args []string, stdout, stderr io.Writer) int {
-	const prog = "kimura-node query"
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return exitCode(stderr, prog, usagef("want one of: height, hash, latest, block --height N, message --id ID"))
-	}
-	what := args[0]
+	const (
+		prog  = "kimura-node query"
+		whats = "height, hash, latest, block --height N, message --id ID"
+	)
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	rpc := rpcFlag(fs)
 	var height uint64
 	decimalVar(fs, &height, "height", 0, "block height `N`")
 	idHex := fs.String("id", "", "message ID")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		var help helpRequest
+		if len(args) > 0 && errors.As(parse(fs, args[:1]), &help) { // query -h
+			help.flags = "kimura-node query WHAT [flags], WHAT one of: " + whats + "\n" + help.flags
+			return exitCode(stderr, prog, help)
+		}
+		return exitCode(stderr, prog, usagef("want one of: %s", whats))
+	}
+	what := args[0]
 	if err := parse(fs, args[1:]); err != nil {
 		return exitCode(stderr, prog, err)
 	}

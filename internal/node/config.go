@@ -74,15 +74,15 @@ func (c *Config) Validate() error {
 	if c.MaxMessageBytes < 1 || c.MaxMessageBytes > MaxMessageBytesLimit {
 		return bad("--max-message-bytes must be from 1 to %d", MaxMessageBytesLimit)
 	}
+	if c.MaxPendingBytes < 1 || c.MaxPendingBytes > MaxPendingBytesLimit {
+		return bad("--max-pending-bytes must be from 1 to %d", int64(MaxPendingBytesLimit))
+	}
 	if c.Leader {
 		if c.LeaderRPC != "" || c.LeaderAddr != "" {
 			return bad("--leader-rpc and --leader-addr are for peers")
 		}
 		if room := int64(c.MaxMessageBytes) + mempool.MessageOverhead; c.MaxPendingBytes < room {
 			return bad("--max-pending-bytes must leave room for one message: at least %d with --max-message-bytes %d", room, c.MaxMessageBytes)
-		}
-		if c.MaxPendingBytes > MaxPendingBytesLimit {
-			return bad("--max-pending-bytes must be at most %d", int64(MaxPendingBytesLimit))
 		}
 	} else {
 		if c.LeaderRPC == "" {

@@ -273,7 +273,11 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ListenAddrStrings(cfg.ListenAddr),
 		// Naming transport, security and muxer replaces libp2p's defaults
 		// (QUIC, WebTransport, WebRTC, WebSocket, TLS) instead of extending them.
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Without port sharing (SO_REUSEPORT, libp2p's default), a second
+		// node given the same --listen-addr fails to bind it (exit 1)
+		// instead of sharing the port, the kernel handing each incoming
+		// connection to either node.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.DisableRelay(),
@@ -349,7 +353,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithLogger(slog.New(demoteHandler{
 			next:  logger.With("subsystem", "pubsub").Handler(),
 			noisy: noisyPubsubMessages,
-			floor: slog.LevelDebug,
+			floor: libp2pLogFloor, // as for libp2p: its info lines ("pubsub processloop shutting down") are not the node's
 		})),
 		// The RPC logger dumps whole RPCs, blocks included, at debug level.
 		pubsub.WithRPCLogger(slog.New(slog.DiscardHandler)),
