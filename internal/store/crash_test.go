@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -94,5 +95,85 @@ func wantPending(t *testing.T, s *Store, seqs ...uint64) {
 	}
 	if !slices.Equal(got, seqs) {
 		t.Fatalf("pending after the crash: %v, want %v", got, seqs)
+	}
+}
+
+// snapshotFS records, before and after every change to a directory's names,
+// what a power loss at that moment could leave: only the synced state, and
+// the synced state with parts of the unsynced data.
+type snapshotFS struct {
+	*vfs.MemFS
+	seed  uint64
+	snaps []*vfs.MemFS
+}
+
+func (f *snapshotFS) snap() {
+	f.snaps = append(f.snaps, f.CrashClone(vfs.CrashCloneCfg{}))
+	for p := 10; p <= 90; p += 20 {
+		f.seed++
+		f.snaps = append(f.snaps, f.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: p, RNG: rand.New(rand.NewPCG(f.seed, 1))}))
+	}
+}
+
+func (f *snapshotFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f.snap()
+	defer f.snap()
+	return f.MemFS.Create(name, c)
+}
+
+func (f *snapshotFS) Rename(from, to string) error {
+	f.snap()
+	defer f.snap()
+	return f.MemFS.Rename(from, to)
+}
+
+func (f *snapshotFS) Remove(name string) error {
+	f.snap()
+	defer f.snap()
+	return f.MemFS.Remove(name)
+}
+
+func (f *snapshotFS) Link(from, to string) error {
+	f.snap()
+	defer f.snap()
+	return f.MemFS.Link(from, to)
+}
+
+func (f *snapshotFS) ReuseForWrite(from, to string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f.snap()
+	defer f.snap()
+	return f.MemFS.ReuseForWrite(from, to, c)
+}
+
+// A power loss at any moment of a first start leaves a directory the next
+// start opens as a new chain (genesis only): never one it calls damaged,
+// such as a manifest marker whose manifest did not reach the disk.
+func TestFirstStartCrashAtAnyPoint(t *testing.T) {
+	dir := t.TempDir()
+	f := &snapshotFS{MemFS: vfs.NewCrashableMem()}
+	s, err := open(f, dir, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.snap()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.snaps) < 20 {
+		t.Fatalf("only %d crash points: the file system saw few of the first start's changes", len(f.snaps))
+	}
+	for i, mem := range f.snaps {
+		s, err := open(mem, dir, nil, false)
+		if err != nil {
+			names, _ := mem.List(dir)
+			t.Errorf("crash point %d of %d: %v; files %v", i, len(f.snaps), err, names)
+			continue
+		}
+		if tip := s.Tip(); tip.Height != 0 || tip.Hash != chain.GenesisHash {
+			t.Errorf("crash point %d: tip %d %s, want genesis", i, tip.Height, tip.Hash)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -71,36 +71,51 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 // It fails with ErrNoDatabase when dir holds none; it writes nothing but
 // the lock files.
 func OpenExisting(dir string, log *slog.Logger) (*Store, error) {
-	current, data, err := pebbleFiles(vfs.Default, dir)
+	found, err := pebbleFiles(vfs.Default, dir)
 	if err != nil {
 		return nil, err
 	}
-	if !current && !data {
+	if !found.current && !found.data {
 		return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
 	}
 	return open(vfs.Default, dir, log, true)
 }
 
-// pebbleFiles says what dir holds of a Pebble database: a current manifest
-// (the marker that names the manifest, Pebble's list of files), and files
-// with data (tables, logs).
-func pebbleFiles(files vfs.FS, dir string) (current, data bool, err error) {
+// dbFiles is what a directory holds of a Pebble database.
+type dbFiles struct {
+	current bool // a manifest (Pebble's list of files) that a marker.manifest.* names
+	data    bool // tables or logs
+	// staleMarkers name manifests that are not there. With no data and no
+	// current manifest, they are all a first start left: Pebble makes a
+	// new database's manifest current before it writes a log or a table,
+	// and a power cut may keep the marker and lose the manifest.
+	staleMarkers []string
+}
+
+func pebbleFiles(files vfs.FS, dir string) (dbFiles, error) {
+	var found dbFiles
 	names, err := files.List(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, false, nil
+		return found, nil
 	}
 	if err != nil {
-		return false, false, fmt.Errorf("store: read %s: %w", dir, err)
+		return found, fmt.Errorf("store: read %s: %w", dir, err)
 	}
 	for _, n := range names {
 		switch {
 		case strings.HasPrefix(n, "marker.manifest."):
-			current = true
+			// marker.manifest.<iteration>.<the manifest's name>
+			_, manifest, _ := strings.Cut(strings.TrimPrefix(n, "marker.manifest."), ".")
+			if slices.Contains(names, manifest) {
+				found.current = true
+			} else {
+				found.staleMarkers = append(found.staleMarkers, n)
+			}
 		case strings.HasSuffix(n, ".sst"), strings.HasSuffix(n, ".log"):
-			data = true
+			found.data = true
 		}
 	}
-	return current, data, nil
+	return found, nil
 }
 
 // damaged says whether Pebble failed to open a database, one with a
@@ -123,18 +138,29 @@ func open(files vfs.FS, dir string, log *slog.Logger, readOnly bool) (*Store, er
 	if err != nil {
 		return nil, err
 	}
-	current, data, err := pebbleFiles(files, dir)
+	found, err := pebbleFiles(files, dir)
 	if err != nil {
 		_ = lock.Close()
 		return nil, err
 	}
-	if data && !current {
+	switch {
+	case found.data && !found.current:
 		// Pebble makes a new database's manifest current before it writes
 		// a log or a table, so these are a database's whose manifest (or
 		// the marker naming it) is lost. Pebble would start a new database
 		// here and delete them as obsolete.
 		_ = lock.Close()
 		return nil, corrupt(0, "%s holds tables or logs but no current manifest (marker.manifest.*)", dir)
+	case !found.data && !found.current && !readOnly:
+		// Nothing was written but a marker whose manifest never reached
+		// the disk, which Pebble would refuse to open.
+		for _, n := range found.staleMarkers {
+			if err := files.Remove(files.PathJoin(dir, n)); err != nil {
+				_ = lock.Close()
+				return nil, fmt.Errorf("store: remove %s, left by a first start that stopped: %w", n, err)
+			}
+			log.Info("store: removed a manifest marker left by a first start that stopped", "marker", n)
+		}
 	}
 	// The disk-health checker is the store's own, not one Pebble makes for
 	// itself: Pebble closes its own only in DB.Close, so a failed Open
@@ -147,11 +173,7 @@ func open(files vfs.FS, dir string, log *slog.Logger, readOnly bool) (*Store, er
 		_ = fsCloser.Close()
 		_ = lock.Close()
 		switch {
-		case readOnly && errors.Is(err, pebble.ErrDBDoesNotExist):
-			// A manifest written but never made current: a first start
-			// that stopped before the database existed.
-			return nil, fmt.Errorf("%w in %s", ErrNoDatabase, dir)
-		case pebble.IsCorruptionError(err) || (current && damaged(err)):
+		case pebble.IsCorruptionError(err) || (found.current && damaged(err)):
 			// No block of it can be read, from height 0 on.
 			return nil, corrupt(0, "the database in %s does not open: %v", dir, err)
 		}
