@@ -22,6 +22,7 @@ import (
 	"github.com/kimura-ledger/kimura/internal/chain"
 	"github.com/kimura-ledger/kimura/internal/p2p"
 	"github.com/kimura-ledger/kimura/internal/store"
+	"github.com/kimura-ledger/kimura/internal/store/storetest"
 )
 
 // fixture is a peer's store with a producer pinned, and that producer's key
@@ -562,5 +563,45 @@ func TestPeerWithoutPinRefusesLeaderOfAnotherKey(t *testing.T) {
 	defer st.Close()
 	if _, err := st.VerifyChain(context.Background(), nil); err != nil {
 		t.Errorf("after contact, the intact chain fails its integrity check: %v", err)
+	}
+}
+
+// A fetched message whose block the peer holds but cannot read (its own
+// disk's damage) is the peer's failure, answered 500, not "not on this
+// peer yet" (503), which would send the client to retry for ever.
+func TestPeerFetchOverDamagedBlockIsItsOwnFailure(t *testing.T) {
+	var view api.Message
+	srv := fakeLeader(t, api.Health{}, &view)
+	f := newFixture(t, srv.URL)
+	msgs := signed(t, 5)
+	b1 := f.next(chain.Genesis(), msgs...)
+	var err error
+	if view, err = viewIn(b1, store.Confirmed{Message: msgs[3], Height: 1, Index: 3}, chain.NewTree(b1.Entries)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := store.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Commit(store.Commit{Blocks: []*chain.Block{b1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil { // the block is in a table now
+		t.Fatal(err)
+	}
+	storetest.FlipBitInTables(t, dir, b1.Signature[:], 32, false)
+	if st, err = store.Open(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.Block(1); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("reading the damaged block 1: %v; the test needs a read that fails", err)
+	}
+	f.peer.st = st
+	_, err = (&peerChain{blocks: blocks{st}, p: f.peer}).Message(context.Background(), msgs[3].ID())
+	var se *api.StatusError
+	if err == nil || errors.As(err, &se) { // a plain error is a 500
+		t.Fatalf("fetch over a damaged block: %v; want the store's error (500)", err)
 	}
 }
