@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -537,4 +538,48 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Pubsub's own records below warnings stay out of the node's log, as
+// libp2p's do, even at debug: a host that starts and closes (pubsub logs
+// "pubsub processloop shutting down" at info) leaves none.
+func TestPubsubInfoLinesStayOut(t *testing.T) {
+	var out syncBuffer
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := p2p.New(testContext(t), p2p.Config{
+		Key: key, ListenAddr: "/ip4/127.0.0.1/tcp/0",
+		Logger: slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "subsystem=pubsub") && (strings.Contains(line, "level=INFO") || strings.Contains(line, "level=DEBUG")) {
+			t.Errorf("pubsub line below warnings in the node's log: %s", line)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the host's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
