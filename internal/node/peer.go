@@ -378,7 +378,7 @@ func (c *peerChain) Message(ctx context.Context, id chain.Hash) (api.Message, er
 		return api.Message{}, &api.StatusError{Code: http.StatusBadGateway, Err: errors.New("message from leader refused: confirmed without block_height and index")}
 	}
 	b, err := c.p.st.Block(*j.BlockHeight)
-	if errors.Is(err, store.ErrNotFound) || err == nil && *j.BlockHeight > c.p.st.Tip().Height {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && *j.BlockHeight > c.p.st.Tip().Height) {
 		return api.Message{}, &api.StatusError{Code: http.StatusServiceUnavailable, Err: fmt.Errorf("block %d is not on this peer yet", *j.BlockHeight)}
 	}
 	if err != nil { // the peer's own block does not read: its damage, not the leader's

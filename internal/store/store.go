@@ -92,6 +92,8 @@ type dbFiles struct {
 	staleMarkers []string
 }
 
+// pebbleFiles reads what dir holds of a Pebble database; a directory that
+// does not exist holds nothing.
 func pebbleFiles(files vfs.FS, dir string) (dbFiles, error) {
 	var found dbFiles
 	names, err := files.List(dir)
