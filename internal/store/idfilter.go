@@ -96,8 +96,9 @@ func (f *idFilter) addBlock(b *chain.Block) {
 	}
 	ps := *f.parts.Load()
 	p := ps[len(ps)-1]
-	if p.n.Add(int64(len(b.Entries))) > p.cap {
+	if n := int64(len(b.Entries)); p.n.Add(n) > p.cap {
 		p = f.grow(p)
+		p.n.Add(n) // the IDs go to the new part: its count must hold them
 	}
 	for i := range b.Entries {
 		p.add(&b.Entries[i].ID)

@@ -33,6 +33,20 @@ func TestIDFilterUnarmedSaysMaybe(t *testing.T) {
 	}
 }
 
+// A part counts the IDs it holds, those of the block that made the filter
+// grow included, so it grows again once it holds its capacity, not a
+// block's worth later (a fuller part answers "maybe" more often).
+func TestIDFilterCountsTheBlockThatGrewIt(t *testing.T) {
+	f := newIDFilter(10)
+	for i, b := range randomBlocks(4, 8) {
+		f.addBlock(b)
+		want := []int{1, 2, 2, 3}[i] // parts of 10, 20, 40 IDs: 8; 16 → grow; 16 of 20; 24 → grow
+		if got := len(*f.parts.Load()); got != want {
+			t.Fatalf("after %d blocks of 8 IDs: %d parts, want %d", i+1, got, want)
+		}
+	}
+}
+
 // TestIDFilterGrowsWithoutFalseNegatives adds ten times the first part's
 // capacity from several goroutines at once, as the startup scan does, and
 // wants every ID still found and the false-positive rate near its design.
