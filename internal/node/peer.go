@@ -98,7 +98,12 @@ func (p *peer) run(ctx context.Context, host *p2p.Host) error {
 		if followed {
 			wait = retryMin
 		}
-		p.cfg.Log.Warn("leader unreachable; serving reads, retrying", "err", err, "retry_in", wait)
+		if _, damaged := store.IsCorruption(err); damaged {
+			// This node's own data, not the leader: reads of it fail too.
+			p.cfg.Log.Error("store damaged; serving reads, retrying", "err", err, "retry_in", wait)
+		} else {
+			p.cfg.Log.Warn("leader unreachable; serving reads, retrying", "err", err, "retry_in", wait)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
