@@ -346,8 +346,8 @@ func TestChainIntegrityDamagedTableFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	const target = 150
-	sig := blocks[target].Signature[:]
-	storetest.FlipBitInTables(t, dir, sig, len(sig)/2, false)
+	sig := blocks[target].Signature[16:48] // the middle: compression keeps it
+	storetest.FlipBitInTables(t, dir, sig, 16, false)
 
 	s = mustOpen(t, dir)
 	t.Cleanup(func() { _ = s.Close() })

@@ -14,8 +14,9 @@ import (
 // database in dir and flips the lowest bit of the byte at needle's offset
 // at within it, in the first table file that holds needle, or in every
 // one when all is true. It fails the test when no table file holds it.
-// needle should be bytes that block compression leaves as they are, such
-// as part of a hash or a signature.
+// needle should be bytes that block compression leaves as they are: the
+// middle of a hash or a signature, not its ends, which the compressor may
+// fold into a copy of earlier bytes together with the bytes beside them.
 func FlipBitInTables(t testing.TB, dir string, needle []byte, at int, all bool) {
 	t.Helper()
 	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
