@@ -92,7 +92,7 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 		return false, err
 	}
 
-	host, err := p2p.New(ctx, p2p.Config{Key: key, ListenAddr: cfg.ListenAddr, MaxMessageSize: gossipLimit, Logger: log})
+	host, err := p2p.New(ctx, p2p.Config{Key: key, ListenAddr: cfg.ListenAddr, MaxMessageSize: gossipLimit, Follower: !cfg.Leader, Logger: log})
 	if err != nil {
 		return false, fmt.Errorf("node: start p2p: %w", err)
 	}

@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -97,6 +96,10 @@ type Config struct {
 	// A reader of Blocks that stalls lets up to twice QueueSize received
 	// messages pile up in memory.
 	QueueSize int
+	// Follower makes the host take incoming connections only from the
+	// peer given to AcceptFrom, and from no one before that. A peer, which
+	// dials its leader and is dialled by no one, sets it; see connGater.
+	Follower bool
 	// Logger receives this package's, pubsub's and libp2p's logs; nil
 	// discards them. Of libp2p's own, only warnings and errors are kept,
 	// whatever Logger's level, and those that repeat an error New returns
@@ -207,15 +210,11 @@ type Host struct {
 	host    host.Host
 	topic   *pubsub.Topic
 	sub     *pubsub.Subscription
-	gater   *dialGater
+	gater   *connGater // also holds the source (AcceptFrom)
 	tracer  *dropTracer
 	log     *slog.Logger
 	unlog   func() // stops sending libp2p's logs to log
 	maxData int
-
-	// source is the one peer whose messages the topic takes (AcceptFrom);
-	// nil until set, when only this host's own are taken.
-	source atomic.Pointer[peer.ID]
 
 	blocks  chan Received
 	cancel  context.CancelFunc // stops pubsub and the forwarding goroutine
@@ -235,7 +234,8 @@ type Host struct {
 // punching, identify-based address discovery or gossipsub peer exchange.
 // A connection gater refuses every outgoing dial except to peers given to
 // Connect, which takes no /dnsaddr address, so the node dials only addresses
-// it was given.
+// it was given; a follower's gater also refuses incoming connections from
+// anyone but its source.
 func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -267,7 +267,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		noisy: noisyLibp2pMessages,
 		floor: libp2pLogFloor,
 	})
-	gater := newDialGater()
+	gater := newConnGater(cfg.Follower)
 	lh, err := libp2p.New(
 		libp2p.Identity(sk),
 		libp2p.ListenAddrStrings(cfg.ListenAddr),
@@ -345,7 +345,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// The leader sends its own blocks straight to every subscribed peer,
 		// without waiting for the mesh to form (pubsub's default, stated).
 		pubsub.WithFloodPublish(true),
-		// Peer exchange would hand us addresses to dial; we dial only our own.
+		// We send no peer exchange. Addresses others send us that way are
+		// kept by pubsub, but a dial to them is refused by the gater: we dial
+		// only peers given to Connect.
 		pubsub.WithPeerExchange(false),
 		pubsub.WithGossipSubParams(gossipParams()),
 		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(Topic)),
@@ -388,21 +390,23 @@ func (h *Host) validate(_ context.Context, from peer.ID, _ *pubsub.Message) pubs
 	if from == h.host.ID() {
 		return pubsub.ValidationAccept
 	}
-	if src := h.source.Load(); src != nil && *src == from {
+	if h.gater.isSource(from) {
 		return pubsub.ValidationAccept
 	}
 	return pubsub.ValidationIgnore
 }
 
 // AcceptFrom makes peerID the one peer whose messages on the topic this host
-// takes, in place of any before. Until it is called the host takes only its
-// own, as a leader, which follows nobody, does for good.
+// takes, in place of any before, and for a follower (Config.Follower) the
+// one peer it takes incoming connections from. Until it is called the host
+// takes only its own messages, as a leader, which follows nobody, does for
+// good.
 func (h *Host) AcceptFrom(peerID string) error {
 	id, err := peer.Decode(peerID)
 	if err != nil {
 		return fmt.Errorf("p2p: accept from %q: %w", peerID, err)
 	}
-	h.source.Store(&id)
+	h.gater.source.Store(&id)
 	return nil
 }
 

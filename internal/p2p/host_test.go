@@ -75,9 +75,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// connectPair makes a dial b and waits until each sees the other subscribed,
-// after which what either publishes reaches the other.
-// connectPair connects a to b, and makes each take the other's messages.
+// connectPair makes a dial b and each take the other's messages, and waits
+// until each sees the other subscribed, after which what either publishes
+// reaches the other.
 func connectPair(t *testing.T, a, b *p2p.Host) {
 	t.Helper()
 	ctx := testContext(t)
@@ -354,6 +354,57 @@ func TestGossipOnlyFromAcceptedSource(t *testing.T) {
 	}
 	if err := follower.AcceptFrom("not a peer ID"); err == nil {
 		t.Error("AcceptFrom took a malformed peer ID")
+	}
+}
+
+// A follower takes incoming connections only from its source. A stranger
+// connected to it could otherwise send it a copy of the leader's block
+// first: pubsub marks the copy seen before the validator turns it away, and
+// then drops the leader's own copy as a duplicate.
+func TestFollowerTakesConnectionsOnlyFromSource(t *testing.T) {
+	leader, stranger := newHost(t), newHost(t)
+	follower := newHostWith(t, p2p.Config{Follower: true})
+	ctx := testContext(t)
+	// The follower closes the connection once the handshake proves who
+	// dials, which may be after the stranger's side counts it as up.
+	refused := func(when string) {
+		t.Helper()
+		_ = stranger.Connect(ctx, follower.Addrs()[0])
+		waitFor(t, func() bool { return !stranger.Connected(follower.PeerID()) })
+		if follower.Connected(stranger.PeerID()) {
+			t.Fatalf("%s, the follower kept a stranger's connection", when)
+		}
+	}
+	refused("with no source yet")
+	if err := follower.Connect(ctx, leader.Addrs()[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.AcceptFrom(leader.PeerID()); err != nil {
+		t.Fatal(err)
+	}
+	refused("following the leader")
+	// A leader is no follower: it takes anyone's connection.
+	if err := stranger.Connect(ctx, leader.Addrs()[0]); err != nil {
+		t.Fatalf("the leader refused a connection: %v", err)
+	}
+	if err := leader.WaitForTopicPeers(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := follower.WaitForTopicPeers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The stranger's copy goes first, and only to the leader, which turns
+	// it away; the leader's own copy then reaches the follower.
+	block := []byte("block 7, signed by the leader")
+	if err := stranger.Publish(ctx, block); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return leader.Ignored() == 1 })
+	if err := leader.Publish(ctx, block); err != nil {
+		t.Fatal(err)
+	}
+	if r := receive(t, follower, 1)[0]; !bytes.Equal(r.Data, block) || r.From != leader.PeerID() {
+		t.Fatalf("follower received %q from %s, want the leader's block", r.Data, r.From)
 	}
 }
 
