@@ -221,11 +221,14 @@ func TestInclusionCountsMissingAndTwice(t *testing.T) {
 	if err := pool.Grow(t.Context(), 10); err != nil {
 		t.Fatal(err)
 	}
-	in := &inclusion{from: 2, blockMs: make([]uint64, 6)} // messages 2..7
-	in.add(pool, testBlock(pool, 1, 1000, 2, 3, 0))       // 0: foreign
-	in.add(pool, testBlock(pool, 2, 1100, 4, 3, 9))       // 3 again; 9: foreign
-	if in.confirmed != 3 || in.twice != 1 || in.foreign != 2 || in.lastMs != 1100 {
-		t.Errorf("confirmed %d twice %d foreign %d lastMs %d; want 3, 1, 2, 1100", in.confirmed, in.twice, in.foreign, in.lastMs)
+	in := &inclusion{from: 2, height: make([]uint64, 6)} // messages 2..7
+	in.add(pool, testBlock(pool, 1, 1000, 2, 3, 0))      // 0: foreign
+	in.add(pool, testBlock(pool, 2, 1100, 4, 3, 9))      // 3 again; 9: foreign
+	if in.confirmed != 3 || in.twice != 1 || in.foreign != 2 || in.last != 2 {
+		t.Errorf("confirmed %d twice %d foreign %d last %d; want 3, 1, 2, 2", in.confirmed, in.twice, in.foreign, in.last)
+	}
+	if h := in.heightOf(3); h != 1 {
+		t.Errorf("message 3 is in block %d, want the first to hold it, 1", h)
 	}
 	for i, want := range map[int]bool{1: false, 2: true, 3: true, 4: true, 5: false, 7: false, 8: false} {
 		if in.has(i) != want {

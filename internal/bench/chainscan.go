@@ -83,8 +83,8 @@ func readBlocks(ctx context.Context, c *api.Client, from, to uint64, fn func(*ch
 // inclusion is where a load's messages ended up.
 type inclusion struct {
 	from      int      // the first message looked for
-	blockMs   []uint64 // per message from from: the timestamp of the block holding it; 0 in none
-	lastMs    uint64   // the latest block that holds a message of the load
+	height    []uint64 // per message from from: the height of the block holding it; 0 in none
+	last      uint64   // the highest block that holds a message of the load
 	confirmed int      // the load's messages in blocks
 	foreign   int      // entries in blocks that are not the load's
 	twice     int      // the load's messages found in more than one block
@@ -93,7 +93,7 @@ type inclusion struct {
 // findMessages reads the chain up to height and locates the messages
 // [from, to) of pool.
 func findMessages(ctx context.Context, c *api.Client, pool *Pool, from, to int, height uint64) (*inclusion, error) {
-	in := &inclusion{from: from, blockMs: make([]uint64, to-from)}
+	in := &inclusion{from: from, height: make([]uint64, to-from)}
 	err := readBlocks(ctx, c, 1, height, func(b *chain.Block) { in.add(pool, b) })
 	return in, err
 }
@@ -102,24 +102,29 @@ func findMessages(ctx context.Context, c *api.Client, pool *Pool, from, to int, 
 func (in *inclusion) add(pool *Pool, b *chain.Block) {
 	for _, e := range b.Entries {
 		i, ok := pool.Index(e.ID)
-		if !ok || i < in.from || i >= in.from+len(in.blockMs) {
+		if !ok || i < in.from || i >= in.from+len(in.height) {
 			in.foreign++
 			continue
 		}
-		if in.blockMs[i-in.from] != 0 {
+		if in.height[i-in.from] != 0 {
 			in.twice++
 			continue
 		}
-		in.blockMs[i-in.from] = b.Timestamp
+		in.height[i-in.from] = b.Height
 		in.confirmed++
-		in.lastMs = max(in.lastMs, b.Timestamp)
+		in.last = max(in.last, b.Height)
 	}
 }
 
 // has reports whether a block holds message i.
-func (in *inclusion) has(i int) bool {
-	j := i - in.from
-	return j >= 0 && j < len(in.blockMs) && in.blockMs[j] != 0
+func (in *inclusion) has(i int) bool { return in.heightOf(i) != 0 }
+
+// heightOf is the height of the block that holds message i; 0 if none does.
+func (in *inclusion) heightOf(i int) uint64 {
+	if j := i - in.from; j >= 0 && j < len(in.height) {
+		return in.height[j]
+	}
+	return 0
 }
 
 // ackedMissing counts the messages looked for that acked says were
@@ -127,7 +132,7 @@ func (in *inclusion) has(i int) bool {
 // an acknowledgement says the message is durable and will be sealed.
 func (in *inclusion) ackedMissing(acked func(i int) bool) int {
 	n := 0
-	for j := range in.blockMs {
+	for j := range in.height {
 		if i := in.from + j; acked(i) && !in.has(i) {
 			n++
 		}

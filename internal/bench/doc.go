@@ -14,7 +14,7 @@
 // Catchup (a fresh peer syncing a long chain).
 //
 // What the figures rest on, and their limits, is said beside each scenario:
-// log timestamps have millisecond precision; block timestamps are the
-// leader's wall clock in milliseconds, compared with the benchmark's wall
-// clock on the same machine.
+// a block's commit is the time of the node's log line about it, with
+// millisecond precision, on the node's wall clock, which is compared with
+// the benchmark's wall clock on the same machine.
 package bench

@@ -189,7 +189,7 @@ func Ingest(ctx context.Context, sup *Supervisor, cfg IngestConfig, runs int) (r
 			need = max(need, pool.Len())
 		}
 	}
-	rep.Notef("committed/s = messages of the load found in blocks ÷ (timestamp of the last block holding one − load start); inclusion latency = block timestamp (leader clock, ms) − submit start (this tool's clock, same machine)")
+	rep.Notef("committed/s = messages of the load found in blocks ÷ (commit of the last block holding one − load start); inclusion latency = commit of the block holding the message − submit start; a block's commit is the time of the leader's \"Produced block\" line, logged right after its synced commit (leader clock, ms; this tool's clock for the rest, same machine)")
 	rep.Notef("submit latency covers the requests that were answered, acknowledged or refused; a request that got no answer (its messages are counted in no_answer) is left out, its latency being unknown, so when no_answer is not 0 the percentiles flatter the node")
 	rep.Notef("ratio_to_bare = Kimura's committed/s ÷ the bare endpoint's accepted/s under the same client loop: the bare endpoint commits each request synchronously before it answers, so what it accepted it has committed; it is HTTP + JSON decode + one synced Pebble commit per request (Pebble's default options), no verification, in a child process of its own as the node is")
 	if cfg.Rate > 0 {
@@ -217,11 +217,12 @@ func (c *IngestConfig) grownPool(lr *LoadResult, batch int) int {
 func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *ScenarioReport, pool *Pool, mode string, batch, need, run, runs int) error {
 	p := mode + "."
 	var (
-		lr  *LoadResult
-		in  *inclusion
-		ldr *Node
-		rss int64
-		cpu time.Duration
+		lr      *LoadResult
+		in      *inclusion
+		ldr     *Node
+		commits *commitLog
+		rss     int64
+		cpu     time.Duration
 	)
 	for attempt := 0; ; attempt++ {
 		if pool.Len() < need {
@@ -231,7 +232,8 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 			}
 		}
 		var err error
-		ldr, err = sup.Start(ctx, NodeSpec{Name: "leader", Args: cfg.leaderArgs()})
+		commits = newCommitLog(0)
+		ldr, err = sup.Start(ctx, NodeSpec{Name: "leader", Args: cfg.leaderArgs(), OnLine: commits.onLeader})
 		if err != nil {
 			return err
 		}
@@ -283,12 +285,20 @@ func ingestRun(ctx context.Context, sup *Supervisor, cfg *IngestConfig, rep *Sce
 			unackedCommitted++
 		}
 		if inBlock && sent {
-			incl = append(incl, float64(in.blockMs[i])-float64(at)/1000)
+			committed, err := commits.producedMs(in.heightOf(i)) // the leader has stopped: its log is read
+			if err != nil {
+				return err
+			}
+			incl = append(incl, committed-float64(at)/1000)
 		}
 	}
 	committedPerS := math.NaN()
 	if in.confirmed > 0 {
-		committedPerS = float64(in.confirmed) / ((float64(in.lastMs) - startMs) / 1000)
+		lastMs, err := commits.producedMs(in.last)
+		if err != nil {
+			return err
+		}
+		committedPerS = float64(in.confirmed) / ((lastMs - startMs) / 1000)
 	}
 	acceptedPerS := float64(lr.Acked) / lr.Seconds()
 

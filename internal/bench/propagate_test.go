@@ -77,6 +77,30 @@ func TestFullBlockCountsOnlyPeersReachedByGossip(t *testing.T) {
 	}
 }
 
+// A peer's delay splits into delivery and its own work only for a block it
+// stored from the gossip it received: one that catch-up stored first, its
+// receipt logged after the store, has no split (it would be negative).
+func TestDelaysSplitOnlyBlocksStoredByGossip(t *testing.T) {
+	c := newCommitLog(2)
+	t0 := time.Now()
+	logAt(c.onLeader, t0, `level=INFO msg="Produced block 7 with 1200 messages"`)
+	logAt(c.onPeer(0), t0.Add(3*time.Millisecond), `level=DEBUG msg="Received block by gossip" height=7 bytes=180000 messages=1200`)
+	logAt(c.onPeer(0), t0.Add(9*time.Millisecond), `level=DEBUG msg="Stored blocks" from=7 to=7 via=gossip messages=1200`)
+	logAt(c.onPeer(1), t0.Add(5*time.Millisecond), `level=DEBUG msg="Stored blocks" from=6 to=7 via=catch-up messages=2400`)
+	logAt(c.onPeer(1), t0.Add(8*time.Millisecond), `level=DEBUG msg="Received block by gossip" height=7 bytes=180000 messages=1200`)
+
+	counts, delays := c.delays(6, 7)
+	if len(counts) != 1 || counts[0] != 1200 {
+		t.Fatalf("counts %v, want [1200]", counts)
+	}
+	if d := delays[0][0]; d.stored != 9 || d.received != 3 {
+		t.Errorf("peer1 (by gossip): stored %v received %v, want 9 and 3", d.stored, d.received)
+	}
+	if d := delays[0][1]; d.stored != 5 || !math.IsNaN(d.received) {
+		t.Errorf("peer2 (by catch-up): stored %v received %v, want 5 and no receipt", d.stored, d.received)
+	}
+}
+
 // A peer whose /height never reaches the block is not reached, whatever
 // its log says.
 func TestFullBlockNotReachedBelowTheBlock(t *testing.T) {
