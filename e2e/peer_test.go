@@ -522,7 +522,7 @@ func TestPeerServesOnDemandMessageAfterLeaderKilled(t *testing.T) {
 	}
 	check("leader just killed")
 	// And once the peer has noticed (its poll runs every second).
-	peer.WaitLog(leaderGoneLog, 3*time.Second)
+	peer.WaitLog(leaderGoneLog, 10*time.Second) // the peer polls each second
 	check("leader gone, noticed")
 }
 
@@ -548,7 +548,7 @@ func TestPeerCatchUpAfterGap(t *testing.T) {
 	if !ok {
 		t.Fatal("the leader logged no \"Produced block\" line")
 	}
-	peer.WaitLog(leaderGoneLog, 3*time.Second)
+	peer.WaitLog(leaderGoneLog, 10*time.Second) // the peer polls each second
 	h := peer.Health()
 	if h.Status != "ok" || h.Role != "peer" || h.Height < tip || h.Height > stopped {
 		t.Errorf("peer /health with the leader stopped: %+v; want ok, peer, height %d..%d", h, tip, stopped)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"syscall"
 	"testing"
 	"time"
@@ -32,20 +31,18 @@ func signalChild() {
 // closed terminal must not leave nodes running); a second one kills the
 // tool as if it had no handler, so a cleanup that hangs cannot keep it.
 func TestSecondSignalKills(t *testing.T) {
-	// A signal ignored when the test started stays ignored in the child
-	// once its handler is gone; SIGTERM is the one a shell leaves alone.
-	second := syscall.SIGINT
-	if signal.Ignored(syscall.SIGINT) {
-		second = syscall.SIGTERM
-	}
+	const second = syscall.SIGINT
 	for _, first := range []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(first.String(), func(t *testing.T) {
-			cmd, lines := startSignalChild(t)
-			expectLine(t, lines, "ready")
+			// A signal ignored where the test runs (SIGHUP under nohup)
+			// would stay ignored in the child: coreutils' env sets all
+			// three back to their default before the child starts.
+			cmd, lines := startSignalChild(t, "env", "--default-signal=HUP,INT,TERM")
+			expectLine(t, cmd, lines, "ready")
 			if err := cmd.Process.Signal(first); err != nil {
 				t.Fatal(err)
 			}
-			expectLine(t, lines, "interrupted by "+first.String()+" signal received")
+			expectLine(t, cmd, lines, "interrupted by "+first.String()+" signal received")
 			exited := make(chan error, 1)
 			go func() {
 				for lines.Scan() {
@@ -84,7 +81,7 @@ func TestSecondSignalKills(t *testing.T) {
 // interrupts it.
 func TestIgnoredHangupStaysIgnored(t *testing.T) {
 	cmd, lines := startSignalChild(t, "nohup") // coreutils: SIGHUP ignored, then exec
-	expectLine(t, lines, "ready")
+	expectLine(t, cmd, lines, "ready")
 	for _, s := range []syscall.Signal{syscall.SIGHUP, syscall.SIGTERM} {
 		if err := cmd.Process.Signal(s); err != nil {
 			t.Fatal(err)
@@ -93,12 +90,12 @@ func TestIgnoredHangupStaysIgnored(t *testing.T) {
 	// Had the SIGHUP been caught, it would be the one named: it is sent
 	// first, and of two signals pending at once the lower-numbered one is
 	// delivered (and relayed by Go's runtime) first.
-	expectLine(t, lines, "interrupted by "+syscall.SIGTERM.String()+" signal received")
+	expectLine(t, cmd, lines, "interrupted by "+syscall.SIGTERM.String()+" signal received")
 }
 
 // startSignalChild starts the test binary as signalChild, behind the
-// command words before it (none, or "nohup"), and returns it with the
-// lines of its output; it is killed when the test ends.
+// command words before it (such as "nohup"), and returns it with the lines
+// of its output; it is killed when the test ends.
 func startSignalChild(t *testing.T, before ...string) (*exec.Cmd, *bufio.Scanner) {
 	t.Helper()
 	self, err := os.Executable()
@@ -119,11 +116,14 @@ func startSignalChild(t *testing.T, before ...string) (*exec.Cmd, *bufio.Scanner
 	return cmd, bufio.NewScanner(out)
 }
 
-// expectLine fails the test unless the child's next line is want.
-func expectLine(t *testing.T, lines *bufio.Scanner, want string) {
+// expectLine fails the test unless the child's next line is want, said
+// within 10 s (after which the child is killed, which ends its output).
+func expectLine(t *testing.T, cmd *exec.Cmd, lines *bufio.Scanner, want string) {
 	t.Helper()
+	timer := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
 	if !lines.Scan() || lines.Text() != want {
-		t.Fatalf("child said %q (%v), want %q", lines.Text(), lines.Err(), want)
+		t.Fatalf("child said %q (%v), want %q within 10 s", lines.Text(), lines.Err(), want)
 	}
 }
 

@@ -126,8 +126,8 @@ func TestBodyWholeWithinMaxBodyTime(t *testing.T) {
 	const maxTime = time.Second
 	n := newNode(t, func(c *api.Config) { c.BodyGrace = 100 * time.Millisecond; c.MaxBodyTime = maxTime })
 	const length = 10_000_000
+	start := time.Now() // before the request: the server's clock starts after it
 	c := stalledPostLen(t, n, "/messages", length)
-	start := time.Now()
 	stop := make(chan struct{})
 	defer close(stop)
 	// 800,000 bytes a second, twelve times MinBodyRate, so that a stall
