@@ -390,8 +390,10 @@ func TestFollowerTakesConnectionsOnlyFromSource(t *testing.T) {
 	if err := leader.WaitForTopicPeers(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := follower.WaitForTopicPeers(ctx, 1); err != nil {
-		t.Fatal(err)
+	for _, h := range []*p2p.Host{follower, stranger} {
+		if err := h.WaitForTopicPeers(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The stranger's copy goes first, and only to the leader, which turns
 	// it away; the leader's own copy then reaches the follower.
