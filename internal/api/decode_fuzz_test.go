@@ -60,3 +60,26 @@ func show(s Submission) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
+
+// valuesAt is a hand-written scan that refuses oversized batches before they
+// are decoded; it must never count fewer messages than a decoder finds.
+func FuzzValuesAtBoundsTheDecoder(f *testing.F) {
+	for _, s := range []string{
+		`{"messages":[{},{},{}]}`, `{"messages":[{"content":"a,\"b\\"},{}]}`,
+		`{"a":[1,2],"messages":[{}]}`, `{"messages":[[1,2,3],[4]]}`,
+		`{"messages":[{"x":"unterminated,`, `{"Messages":[{}],"messages":[{},{}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var v struct {
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if json.Unmarshal(body, &v) != nil {
+			return
+		}
+		if n := valuesAt(body, 2); n < len(v.Messages) {
+			t.Fatalf("valuesAt(%q, 2) = %d, but encoding/json finds %d messages", body, n, len(v.Messages))
+		}
+	})
+}
