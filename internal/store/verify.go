@@ -137,13 +137,16 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 	next := uint64(0)
 	c := &chunk{first: 0, recs: make([][]byte, 0, chunkSize)}
 	nextReport := time.Now()
-	for ok := it.First(); ok && next <= last; ok = it.Next() {
+	// keep adds block next's record, first handing a full chunk to st. It
+	// is false when the scan must end, err nil when an earlier chunk is
+	// bad (that is the first error).
+	keep := func(rec []byte) (more bool, err error) {
 		if len(c.recs) == chunkSize {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return false, err
 			}
 			if st.failed() {
-				return nil, nil // an earlier chunk is bad: that is the first error
+				return false, nil
 			}
 			st.submit(c)
 			c = &chunk{first: next, recs: make([][]byte, 0, chunkSize)}
@@ -152,6 +155,11 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 				nextReport = time.Now().Add(time.Second)
 			}
 		}
+		c.add(rec)
+		next++
+		return true, nil
+	}
+	for ok := it.First(); ok && next <= last; ok = it.Next() {
 		key := it.Key()
 		if len(key) != len(blockPrefix)+8 {
 			st.submit(c)
@@ -161,17 +169,39 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 			st.submit(c)
 			return corrupt(next, "block missing"), nil
 		}
-		c.add(it.Value())
-		next++
+		if more, err := keep(it.Value()); !more {
+			return nil, err
+		}
 	}
 	if err := it.Error(); err != nil {
-		if pebble.IsCorruptionError(err) {
-			// The damaged part of the file holds block next, or one
-			// after it: next is the first that cannot be read.
-			st.submit(c)
-			return corrupt(next, "block unreadable: %v", err), nil
+		if !pebble.IsCorruptionError(err) {
+			return nil, fmt.Errorf("store: scan blocks: %w", err)
 		}
-		return nil, fmt.Errorf("store: scan blocks: %w", err)
+		// The iterator reads ahead of its position: positioning it reads
+		// the first data block of every table that overlaps the range, so
+		// a damaged one fails the scan while it is still at a lower height.
+		// A point read touches only the tables whose range holds its key:
+		// the blocks from next on are read one at a time, up to the first
+		// that cannot be read.
+		for next <= last {
+			v, err := s.get(blockKey(next))
+			switch {
+			case errors.Is(err, ErrNotFound):
+				st.submit(c)
+				return corrupt(next, "block missing"), nil
+			case pebble.IsCorruptionError(err):
+				st.submit(c)
+				return corrupt(next, "block unreadable: %v", err), nil
+			case err != nil:
+				return nil, err
+			}
+			if more, err := keep(v); !more {
+				return nil, err
+			}
+		}
+		// Every block up to the tip reads: the damage lies past it.
+		st.submit(c)
+		return corrupt(next, "block unreadable: %v", err), nil
 	}
 	st.submit(c)
 	switch {
