@@ -131,6 +131,14 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	forward *http.Client
+	// work bounds what a request has the node do once the request has
+	// arrived (waits for a slot, forwards and fetches from the leader, which
+	// have their own timeouts) in place of the request's context: net/http
+	// cancels that when the client half-closes its connection after
+	// sending, as some clients and proxies do, and such a client would get
+	// an empty answer or a false "leader unreachable". Stop ends it.
+	work    context.Context
+	endWork context.CancelFunc
 	// batches bounds the POST /messages batches decoded and judged at once;
 	// a batch takes a slot once its body has arrived.
 	batches chan struct{}
@@ -168,6 +176,7 @@ func NewServer(cfg Config) *Server {
 		bodyBudget: int64(slots) * (MaxBody + 1),
 		listings:   make(chan struct{}, MaxListings),
 	}
+	s.work, s.endWork = context.WithCancel(context.Background())
 	routes := []struct {
 		path string
 		verb string
@@ -340,10 +349,11 @@ func (s *Server) serveBlockMessages(w http.ResponseWriter, r *http.Request, b *c
 	select {
 	case s.listings <- struct{}{}:
 		defer func() { <-s.listings }()
-	case <-r.Context().Done():
+	case <-s.work.Done():
+		writeError(w, http.StatusServiceUnavailable, "the node is stopping")
 		return
 	}
-	msgs, err := s.cfg.Chain.BlockMessages(r.Context(), b)
+	msgs, err := s.cfg.Chain.BlockMessages(s.work, b)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -438,7 +448,7 @@ func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed message id: "+err.Error())
 		return
 	}
-	m, err := s.cfg.Chain.Message(r.Context(), id)
+	m, err := s.cfg.Chain.Message(s.work, id)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			err = fmt.Errorf("unknown message %s: %w", id, err)
@@ -661,11 +671,8 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		s.forwardBody(w, r, body, release)
 		return
 	}
-	select {
-	case s.batches <- struct{}{}:
-	case <-r.Context().Done():
-		return
-	}
+	// Judging is bounded, so the wait for a slot is too.
+	s.batches <- struct{}{}
 	slot := sync.OnceFunc(func() { <-s.batches })
 	defer slot() // should judging panic
 	results, code, reason := s.judgeBatch(body)
@@ -764,9 +771,13 @@ func (s *Server) judgeBatch(body []byte) (results []Result, code int, reason str
 	return results, 0, ""
 }
 
-// CloseIdleConnections closes the idle connections of the forwarding to
-// the leader, for a node that stops.
-func (s *Server) CloseIdleConnections() { s.forward.CloseIdleConnections() }
+// Stop ends the work of requests still running, for a node that stops:
+// forwards and fetches still waiting for the leader are cancelled (503),
+// and idle connections to the leader are closed.
+func (s *Server) Stop() {
+	s.endWork()
+	s.forward.CloseIdleConnections()
+}
 
 // errNotUTF8 refuses JSON text that is not UTF-8. The decoders would
 // replace each bad byte with U+FFFD, three bytes, and judge content the
@@ -805,7 +816,7 @@ func (s *Server) forwardBody(w http.ResponseWriter, r *http.Request, body []byte
 		writeError(w, http.StatusServiceUnavailable, "this node takes no submissions")
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(s.work, http.MethodPost, strings.TrimRight(s.cfg.LeaderURL, "/")+r.URL.Path, bytes.NewReader(body))
 	if err != nil {
 		s.fail(w, err)
 		return

@@ -68,12 +68,12 @@ func (p *peer) handler(host *p2p.Host) http.Handler {
 	return p.api
 }
 
-// stop closes the peer's idle connections to the leader: its own and the
-// API's forwarding.
+// stop closes the peer's idle connections to the leader and ends the API's
+// forwarding.
 func (p *peer) stop() {
 	p.leader.CloseIdleConnections()
 	if p.api != nil {
-		p.api.CloseIdleConnections()
+		p.api.Stop()
 	}
 }
 
