@@ -371,6 +371,14 @@ func TestBadFlags(t *testing.T) {
 		{"submit with an ftp --rpc", []string{"submit", "--key", db + "/no-key", "--content", "x", "--rpc", "ftp://127.0.0.1:1"}},
 		{"submit of content that is not UTF-8", []string{"submit", "--key", db + "/no-key", "--content", "\xff\xfe", "--rpc", "http://127.0.0.1:1"}},
 		{"peer with a --leader-rpc with a fragment", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:1/#x")},
+		{"peer with a --leader-rpc ending in an empty fragment", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:1/#")},
+		{"peer with a --leader-rpc port out of range", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:99999")},
+		{"peer with a --leader-rpc port zero", nodeArgs(db, "--leader-rpc", "http://127.0.0.1:0")},
+		{"query with an --rpc port out of range", []string{"query", "height", "--rpc", "http://127.0.0.1:99999"}},
+		{"query with an --rpc ending in an empty fragment", []string{"query", "height", "--rpc", "http://127.0.0.1:1/#"}},
+		// The four level names only, not slog's offsets from them.
+		{"log level with an offset", nodeArgs(db, "--leader", "--log-level", "info+2")},
+		{"log level unknown", nodeArgs(db, "--leader", "--log-level", "verbose")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

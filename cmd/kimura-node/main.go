@@ -113,13 +113,16 @@ func oneLine(err error) string {
 	return strings.Join(strings.FieldsFunc(err.Error(), func(r rune) bool { return r == '\n' || r == '\r' }), " ")
 }
 
+var logLevels = map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
 func runNode(args []string, stderr io.Writer) int {
 	cfg, logLevel, logFormat, err := nodeFlags(args)
 	if err != nil {
 		return exitCode(stderr, "kimura-node", err)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+	// The four names only, not slog's offsets from them ("info+2").
+	level, ok := logLevels[strings.ToLower(logLevel)]
+	if !ok {
 		return exitCode(stderr, "kimura-node", usagef("--log-level %q: want debug, info, warn or error", logLevel))
 	}
 	opts := &slog.HandlerOptions{Level: level}

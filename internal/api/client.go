@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,15 +52,21 @@ func directTransport() *http.Transport {
 }
 
 // CheckNodeURL says whether s can be the URL of a node for NewClient:
-// http or https, with a host, and neither a query nor a fragment, which
-// would swallow the routes the client appends.
+// http or https, with a host, a port (if any) from 1 to 65535, and neither
+// a query nor a fragment, not even an empty one, which would swallow the
+// routes the client appends.
 func CheckNodeURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 		return fmt.Errorf("%q is not an http:// URL", s)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "#"):
 		return fmt.Errorf("%q has a query or a fragment", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("%q: port %s is not from 1 to 65535", s, p)
+		}
 	}
 	return nil
 }
