@@ -126,91 +126,143 @@ func (s *Store) chainProducer(last uint64) (chain.PublicKey, bool, error) {
 // chunks. It returns what it found wrong with the keys themselves (a
 // missing block, or one past the tip); other errors are the store's own.
 func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progress func(uint64)) (*CorruptionError, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: blockKey(0), UpperBound: prefixEnd(blockPrefix)})
+	defer st.stop() // its goroutines end on every return
+	sc := &blockScan{ctx: ctx, st: st, progress: progress, last: last,
+		c: &chunk{first: 0, recs: make([][]byte, 0, chunkSize)}, nextReport: time.Now()}
+	bad, more, itErr, err := s.scanRange(sc, blockKey(0), prefixEnd(blockPrefix))
+	switch {
+	case err != nil || !more:
+		return nil, err
+	case bad != nil:
+		st.submit(sc.c)
+		return bad, nil
+	case itErr == nil:
+		st.submit(sc.c)
+		switch {
+		case sc.next <= last:
+			return corrupt(sc.next, "block missing (meta:last_height is %d)", last), nil
+		case sc.beyond:
+			return corrupt(last+1, "block stored beyond meta:last_height %d", last), nil
+		}
+		return nil, nil
+	}
+	// The iterator reads ahead of its position: positioning it reads the
+	// first data block of every table that overlaps its range, so a
+	// damaged one fails the scan while it is still at a lower height. A
+	// point read touches only the tables whose range holds its key: the
+	// first height that cannot be read is found one key at a time, then
+	// the keys below it are scanned again, by an iterator whose range ends
+	// there (a missing or malformed key below the damage is the first
+	// error).
+	from := sc.next
+	unreadable, reason := last+1, itErr
+	for h := from; h <= last; h++ {
+		if (h-from)%chunkSize == 0 {
+			if err := sc.ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := s.get(blockKey(h)); err != nil {
+			if !errors.Is(err, ErrNotFound) && !pebble.IsCorruptionError(err) {
+				return nil, err
+			}
+			unreadable, reason = h, err
+			break
+		}
+	}
+	if from < unreadable {
+		bad, more, itErr, err = s.scanRange(sc, blockKey(from), blockKey(unreadable))
+		switch {
+		case err != nil || !more:
+			return nil, err
+		case bad != nil:
+			st.submit(sc.c)
+			return bad, nil
+		case itErr != nil: // damaged again: the scan vouches for nothing from here
+			st.submit(sc.c)
+			return corrupt(sc.next, "block unreadable: %v", itErr), nil
+		case sc.next < unreadable:
+			st.submit(sc.c)
+			return corrupt(sc.next, "block missing"), nil
+		}
+	}
+	st.submit(sc.c)
+	if errors.Is(reason, ErrNotFound) {
+		return corrupt(unreadable, "block missing"), nil
+	}
+	return corrupt(unreadable, "block unreadable: %v", reason), nil
+}
+
+// blockScan is the state of a scan of the blocks in height order.
+type blockScan struct {
+	ctx        context.Context
+	st         *stitcher
+	progress   func(uint64)
+	last       uint64
+	next       uint64 // the height the next key must have
+	c          *chunk // the chunk being filled, from height c.first
+	nextReport time.Time
+	beyond     bool // a block key past last was found
+}
+
+// scanRange reads the block keys in [lower, upper), which must begin at
+// sc.next, up to sc.last, and feeds their records to the scan's chunks. bad
+// is what is wrong with the keys (a malformed one, a height skipped); more
+// is false when the scan must end here, with err (nil when an earlier chunk
+// is bad, which is the first error); itErr is the iterator's corruption
+// error, with sc.next the height it could not reach.
+func (s *Store) scanRange(sc *blockScan, lower, upper []byte) (bad *CorruptionError, more bool, itErr, err error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		st.stop() // its goroutines end on every return
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, false, nil, fmt.Errorf("store: %w", err)
 	}
 	defer it.Close()
-	defer st.stop()
-
-	next := uint64(0)
-	c := &chunk{first: 0, recs: make([][]byte, 0, chunkSize)}
-	nextReport := time.Now()
-	// keep adds block next's record, first handing a full chunk to st. It
-	// is false when the scan must end, err nil when an earlier chunk is
-	// bad (that is the first error).
-	keep := func(rec []byte) (more bool, err error) {
-		if len(c.recs) == chunkSize {
-			if err := ctx.Err(); err != nil {
-				return false, err
-			}
-			if st.failed() {
-				return false, nil
-			}
-			st.submit(c)
-			c = &chunk{first: next, recs: make([][]byte, 0, chunkSize)}
-			if time.Now().After(nextReport) {
-				progress(next)
-				nextReport = time.Now().Add(time.Second)
-			}
+	for ok := it.First(); ok; ok = it.Next() {
+		if sc.next > sc.last {
+			sc.beyond = true
+			break
 		}
-		c.add(rec)
-		next++
-		return true, nil
-	}
-	for ok := it.First(); ok && next <= last; ok = it.Next() {
 		key := it.Key()
 		if len(key) != len(blockPrefix)+8 {
-			st.submit(c)
-			return corrupt(next, "malformed block key %x", key), nil
+			return corrupt(sc.next, "malformed block key %x", key), true, nil, nil
 		}
-		if h := binary.BigEndian.Uint64(key[len(blockPrefix):]); h != next {
-			st.submit(c)
-			return corrupt(next, "block missing"), nil
+		if h := binary.BigEndian.Uint64(key[len(blockPrefix):]); h != sc.next {
+			return corrupt(sc.next, "block missing"), true, nil, nil
 		}
-		if more, err := keep(it.Value()); !more {
-			return nil, err
+		if more, err := sc.keep(it.Value()); !more {
+			return nil, false, nil, err
 		}
 	}
 	if err := it.Error(); err != nil {
 		if !pebble.IsCorruptionError(err) {
-			return nil, fmt.Errorf("store: scan blocks: %w", err)
+			return nil, false, nil, fmt.Errorf("store: scan blocks: %w", err)
 		}
-		// The iterator reads ahead of its position: positioning it reads
-		// the first data block of every table that overlaps the range, so
-		// a damaged one fails the scan while it is still at a lower height.
-		// A point read touches only the tables whose range holds its key:
-		// the blocks from next on are read one at a time, up to the first
-		// that cannot be read.
-		for next <= last {
-			v, err := s.get(blockKey(next))
-			switch {
-			case errors.Is(err, ErrNotFound):
-				st.submit(c)
-				return corrupt(next, "block missing"), nil
-			case pebble.IsCorruptionError(err):
-				st.submit(c)
-				return corrupt(next, "block unreadable: %v", err), nil
-			case err != nil:
-				return nil, err
-			}
-			if more, err := keep(v); !more {
-				return nil, err
-			}
+		return nil, true, err, nil
+	}
+	return nil, true, nil, nil
+}
+
+// keep adds block sc.next's record, first handing a full chunk to the
+// stitcher. It is false when the scan must end: with err, or with nil when
+// an earlier chunk is bad (that is the first error).
+func (sc *blockScan) keep(rec []byte) (more bool, err error) {
+	if len(sc.c.recs) == chunkSize {
+		if err := sc.ctx.Err(); err != nil {
+			return false, err
 		}
-		// Every block up to the tip reads: the damage lies past it.
-		st.submit(c)
-		return corrupt(next, "block unreadable: %v", err), nil
+		if sc.st.failed() {
+			return false, nil
+		}
+		sc.st.submit(sc.c)
+		sc.c = &chunk{first: sc.next, recs: make([][]byte, 0, chunkSize)}
+		if time.Now().After(sc.nextReport) {
+			sc.progress(sc.next)
+			sc.nextReport = time.Now().Add(time.Second)
+		}
 	}
-	st.submit(c)
-	switch {
-	case next <= last:
-		return corrupt(next, "block missing (meta:last_height is %d)", last), nil
-	case it.Valid():
-		return corrupt(last+1, "block stored beyond meta:last_height %d", last), nil
-	}
-	return nil, nil
+	sc.c.add(rec)
+	sc.next++
+	return true, nil
 }
 
 // chunk is a run of consecutive block records starting at height first.

@@ -404,6 +404,35 @@ func TestChainIntegrityDamageAtALaterTablesStart(t *testing.T) {
 	}
 }
 
+// TestChainIntegrityMalformedKeyBelowDamageInALaterTable: the point reads
+// that find damage at a later table's start cannot see a malformed key
+// below it; the keys up to the damage are scanned again, and the lower
+// height is named (found by review).
+func TestChainIntegrityMalformedKeyBelowDamageInALaterTable(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	_, bl := buildChain(t, s, slices.Repeat([]int{2}, 200)...)
+	setRaw(t, s, append(blockKey(150), 0), []byte("stray"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	var later []*chain.Block
+	for range 200 {
+		b, _ := bl.extend(t, s, 2)
+		later = append(later, b)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	storetest.FlipBitInTables(t, dir, later[0].Signature[16:48], 16, false)
+	s = mustOpen(t, dir)
+	t.Cleanup(func() { _ = s.Close() })
+	if ce := wantCorruption(t, s, 151); !strings.Contains(ce.Reason, "malformed block key") {
+		t.Fatalf("VerifyChain reports %v; want the malformed key after block 150", ce)
+	}
+}
+
 // TestChainIntegrityMalformedKeyAfterDamage: a malformed block key found
 // while reading does not hide a damaged block read before it; the lower
 // height is named.
