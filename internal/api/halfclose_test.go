@@ -79,21 +79,25 @@ func (g *gatedSubmitter) Submit(msgs []chain.Message) ([]chain.Message, []error)
 	return g.Submitter.Submit(msgs)
 }
 
-// A half-closed client whose batch waits for a slot (a busy leader) gets
-// its results; it used to get an empty 200, its batch never judged.
-func TestHalfClosedClientGetsItsBatchJudged(t *testing.T) {
+// busyLeader is a node whose batch slots are all taken by batches held in
+// Submit until open is called. release opens the gate and waits for those
+// batches' answers; a test defers it (their requests end with the test's
+// context), and it runs again before the servers' cleanups, which wait for
+// their handlers, should the test end early.
+func busyLeader(t *testing.T) (n *node, open, release func()) {
+	t.Helper()
 	var g *gatedSubmitter
-	n := newNode(t, func(c *api.Config) {
+	n = newNode(t, func(c *api.Config) {
 		g = &gatedSubmitter{Submitter: c.Submitter, in: make(chan struct{}, 64), gate: make(chan struct{})}
 		c.Submitter = g
 	})
 	var openGate sync.Once
-	open := func() { openGate.Do(func() { close(g.gate) }) }
-	t.Cleanup(open) // before the servers' cleanups, which wait for handlers
-	_, slots := n.api.BatchSlots()
+	open = func() { openGate.Do(func() { close(g.gate) }) }
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	for i := range slots { // every slot taken, each batch held in Submit
+	release = func() { open(); wg.Wait() }
+	t.Cleanup(release)
+	_, slots := n.api.BatchSlots()
+	for i := range slots {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -101,8 +105,20 @@ func TestHalfClosedClientGetsItsBatchJudged(t *testing.T) {
 		}()
 	}
 	for range slots {
-		<-g.in
+		select {
+		case <-g.in:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the batch slots were not all taken within 10 s")
+		}
 	}
+	return n, open, release
+}
+
+// A half-closed client whose batch waits for a slot (a busy leader) gets
+// its results; it used to get an empty 200, its batch never judged.
+func TestHalfClosedClientGetsItsBatchJudged(t *testing.T) {
+	n, open, release := busyLeader(t)
+	defer release()
 	h, cancelled := watchHalfClosed(n.api)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -147,5 +163,34 @@ func TestHalfClosedClientThroughPeerIsForwarded(t *testing.T) {
 	}
 	if _, ok := leader.pool.Get(m.ID()); !ok {
 		t.Fatal("the leader does not have the forwarded message")
+	}
+}
+
+// Stop answers a batch still waiting for a slot (503), so that a stopping
+// node's handlers end.
+func TestStopEndsBatchWaitingForSlot(t *testing.T) {
+	n, _, release := busyLeader(t)
+	defer release()
+	done := make(chan response, 1)
+	go func() {
+		done <- n.do(http.MethodPost, "/messages", `{"messages":[`+submission(sign(100, "waits"))+`]}`)
+	}()
+	_, slots := n.api.BatchSlots()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.started.Load() < int64(slots)+1 { // it has reached the server
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting batch never reached the server")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n.api.Stop()
+	select {
+	case r := <-done:
+		wantError(t, r, http.StatusServiceUnavailable, false)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not end a batch waiting for a slot")
+	}
+	if _, ok := n.pool.Get(idOf(100)); ok {
+		t.Fatal("a batch answered 503 left its message pending")
 	}
 }

@@ -346,11 +346,16 @@ const MaxListings = 2
 // message at a time, and each message is let go once written, so the
 // answer never holds a second copy of the block in JSON.
 func (s *Server) serveBlockMessages(w http.ResponseWriter, r *http.Request, b *chain.Block, out Block) {
+	// A client that leaves while it waits gives up its turn: an answer of
+	// hundreds of megabytes is not built for no one.
 	select {
 	case s.listings <- struct{}{}:
 		defer func() { <-s.listings }()
+	case <-r.Context().Done():
+		writeError(w, http.StatusServiceUnavailable, "request cancelled while waiting for a listing slot")
+		return
 	case <-s.work.Done():
-		writeError(w, http.StatusServiceUnavailable, "the node is stopping")
+		writeError(w, http.StatusServiceUnavailable, errStopping)
 		return
 	}
 	msgs, err := s.cfg.Chain.BlockMessages(s.work, b)
@@ -672,7 +677,12 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Judging is bounded, so the wait for a slot is too.
-	s.batches <- struct{}{}
+	select {
+	case s.batches <- struct{}{}:
+	case <-s.work.Done():
+		writeError(w, http.StatusServiceUnavailable, errStopping)
+		return
+	}
 	slot := sync.OnceFunc(func() { <-s.batches })
 	defer slot() // should judging panic
 	results, code, reason := s.judgeBatch(body)
@@ -771,9 +781,12 @@ func (s *Server) judgeBatch(body []byte) (results []Result, code int, reason str
 	return results, 0, ""
 }
 
+// errStopping answers requests still waiting when Stop is called.
+const errStopping = "the node is stopping"
+
 // Stop ends the work of requests still running, for a node that stops:
-// forwards and fetches still waiting for the leader are cancelled (503),
-// and idle connections to the leader are closed.
+// requests waiting for a slot, and forwards and fetches waiting for the
+// leader, are answered 503, and idle connections to the leader are closed.
 func (s *Server) Stop() {
 	s.endWork()
 	s.forward.CloseIdleConnections()

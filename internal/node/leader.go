@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/kimura-ledger/kimura/internal/api"
@@ -50,7 +49,7 @@ func newLeader(cfg *Config, st *store.Store, key ed25519.PrivateKey) (*leader, e
 // stop has nothing to release: the leader dials no one over HTTP.
 func (l *leader) stop() {}
 
-func (l *leader) handler(host *p2p.Host) http.Handler {
+func (l *leader) handler(host *p2p.Host) *api.Server {
 	return api.NewServer(api.Config{
 		Chain:      &leaderChain{blocks: blocks{l.st}, l: l, host: host},
 		Submitter:  l.pool,

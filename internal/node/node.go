@@ -107,8 +107,9 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 		return false, fmt.Errorf("node: listen on %s: %w", cfg.RPCAddr, err)
 	}
 	var handlers atomic.Int64 // HTTP handlers running: the store must outlive them
+	apiSrv := role.handler(host)
 	srv := &http.Server{
-		Handler:           countRunning(role.handler(host), &handlers),
+		Handler:           countRunning(apiSrv, &handlers),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Bodies are paced by the API itself (api.MinBodyRate); an idle
 		// keep-alive connection is closed after this.
@@ -151,8 +152,12 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	defer shutCancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown", "err", err)
+		// Close ends the connections, not the API's own waits and
+		// requests to the leader: Stop ends those (503).
+		apiSrv.Stop()
 		_ = srv.Close()
 	}
+	apiSrv.Stop() // after a graceful stop, only idle connections to close
 	wg.Wait()
 	cancel()
 	<-roleDone
@@ -200,7 +205,7 @@ func holdsWithin(d time.Duration, cond func() bool) bool {
 // roleRunner is what differs between a leader and a peer.
 type roleRunner interface {
 	// handler returns the HTTP API of this role.
-	handler(host *p2p.Host) http.Handler
+	handler(host *p2p.Host) *api.Server
 	// run does the role's work until ctx is done, then returns nil having
 	// finished what it had in hand.
 	run(ctx context.Context, host *p2p.Host) error

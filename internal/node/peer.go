@@ -42,7 +42,6 @@ type peer struct {
 	cfg    *Config
 	st     *store.Store
 	leader *api.Client
-	api    *api.Server // set by handler
 
 	// batch is how many blocks the next catch-up request asks for: it
 	// shrinks after a failed request, so that a link too slow to carry a
@@ -58,23 +57,19 @@ func newPeer(cfg *Config, st *store.Store) *peer {
 	return &peer{cfg: cfg, st: st, leader: api.NewClient(cfg.LeaderRPC), batch: catchUpBatch}
 }
 
-func (p *peer) handler(host *p2p.Host) http.Handler {
-	p.api = api.NewServer(api.Config{
+func (p *peer) handler(host *p2p.Host) *api.Server {
+	return api.NewServer(api.Config{
 		Chain:      &peerChain{blocks: blocks{p.st}, p: p, host: host},
 		LeaderURL:  p.cfg.LeaderRPC,
 		MaxContent: p.cfg.MaxMessageBytes,
 		Log:        p.cfg.Log,
 	})
-	return p.api
 }
 
-// stop closes the peer's idle connections to the leader and ends the API's
-// forwarding.
+// stop closes the peer's idle connections to the leader (the API's own
+// are closed by its Stop).
 func (p *peer) stop() {
 	p.leader.CloseIdleConnections()
-	if p.api != nil {
-		p.api.Stop()
-	}
 }
 
 // run follows the leader until ctx is done. While the leader is away the
