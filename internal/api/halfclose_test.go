@@ -166,31 +166,45 @@ func TestHalfClosedClientThroughPeerIsForwarded(t *testing.T) {
 	}
 }
 
-// Stop answers a batch still waiting for a slot (503), so that a stopping
-// node's handlers end.
+// StopIntake, and Stop, answer a batch still waiting for a slot (503), so
+// that a stopping node's handlers end; the batches already being judged
+// are answered as usual.
 func TestStopEndsBatchWaitingForSlot(t *testing.T) {
-	n, _, release := busyLeader(t)
-	defer release()
-	done := make(chan response, 1)
-	go func() {
-		done <- n.do(http.MethodPost, "/messages", `{"messages":[`+submission(sign(100, "waits"))+`]}`)
-	}()
-	_, slots := n.api.BatchSlots()
-	deadline := time.Now().Add(10 * time.Second)
-	for n.started.Load() < int64(slots)+1 { // it has reached the server
-		if time.Now().After(deadline) {
-			t.Fatal("the waiting batch never reached the server")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	n.api.Stop()
-	select {
-	case r := <-done:
-		wantError(t, r, http.StatusServiceUnavailable, false)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Stop did not end a batch waiting for a slot")
-	}
-	if _, ok := n.pool.Get(idOf(100)); ok {
-		t.Fatal("a batch answered 503 left its message pending")
+	for _, stop := range []struct {
+		name string
+		f    func(*api.Server)
+	}{{"StopIntake", (*api.Server).StopIntake}, {"Stop", (*api.Server).Stop}} {
+		t.Run(stop.name, func(t *testing.T) {
+			n, _, release := busyLeader(t)
+			defer release()
+			done := make(chan response, 1)
+			go func() {
+				done <- n.do(http.MethodPost, "/messages", `{"messages":[`+submission(sign(100, "waits"))+`]}`)
+			}()
+			_, slots := n.api.BatchSlots()
+			deadline := time.Now().Add(10 * time.Second)
+			for n.started.Load() < int64(slots)+1 { // it has reached the server
+				if time.Now().After(deadline) {
+					t.Fatal("the waiting batch never reached the server")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			stop.f(n.api)
+			select {
+			case r := <-done:
+				wantError(t, r, http.StatusServiceUnavailable, false)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s did not end a batch waiting for a slot", stop.name)
+			}
+			if _, ok := n.pool.Get(idOf(100)); ok {
+				t.Fatal("a batch answered 503 left its message pending")
+			}
+			release()
+			for i := range slots {
+				if _, ok := n.pool.Get(idOf(uint64(i + 1))); !ok {
+					t.Fatalf("batch %d, judged when %s was called, did not finish", i+1, stop.name)
+				}
+			}
+		})
 	}
 }

@@ -139,6 +139,11 @@ type Server struct {
 	// an empty answer or a false "leader unreachable". Stop ends it.
 	work    context.Context
 	endWork context.CancelFunc
+	// intake ends the waits for a batch or listing slot; StopIntake (and
+	// Stop) end it, so that a stopping node starts no new work while what
+	// it has begun finishes.
+	intake    context.Context
+	endIntake context.CancelFunc
 	// batches bounds the POST /messages batches decoded and judged at once;
 	// a batch takes a slot once its body has arrived.
 	batches chan struct{}
@@ -177,6 +182,7 @@ func NewServer(cfg Config) *Server {
 		listings:   make(chan struct{}, MaxListings),
 	}
 	s.work, s.endWork = context.WithCancel(context.Background())
+	s.intake, s.endIntake = context.WithCancel(s.work)
 	routes := []struct {
 		path string
 		verb string
@@ -354,7 +360,7 @@ func (s *Server) serveBlockMessages(w http.ResponseWriter, r *http.Request, b *c
 	case <-r.Context().Done():
 		writeError(w, http.StatusServiceUnavailable, "request cancelled while waiting for a listing slot")
 		return
-	case <-s.work.Done():
+	case <-s.intake.Done():
 		writeError(w, http.StatusServiceUnavailable, errStopping)
 		return
 	}
@@ -679,7 +685,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	// Judging is bounded, so the wait for a slot is too.
 	select {
 	case s.batches <- struct{}{}:
-	case <-s.work.Done():
+	case <-s.intake.Done():
 		writeError(w, http.StatusServiceUnavailable, errStopping)
 		return
 	}
@@ -781,8 +787,13 @@ func (s *Server) judgeBatch(body []byte) (results []Result, code int, reason str
 	return results, 0, ""
 }
 
-// errStopping answers requests still waiting when Stop is called.
+// errStopping answers requests still waiting when intake ends.
 const errStopping = "the node is stopping"
+
+// StopIntake answers 503 to the requests waiting for a batch or listing
+// slot, now and from now on, for a node that begins to stop: the batches
+// and listings already under way finish.
+func (s *Server) StopIntake() { s.endIntake() }
 
 // Stop ends the work of requests still running, for a node that stops:
 // requests waiting for a slot, and forwards and fetches waiting for the

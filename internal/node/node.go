@@ -150,11 +150,16 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	// finished), then the network and the store (deferred above).
 	shutCtx, shutCancel := context.WithTimeout(context.Background(), ShutdownTimeout-time.Second)
 	defer shutCancel()
+	// Requests waiting for a slot are answered at once: judging a queue of
+	// large batches could outlast the grace.
+	apiSrv.StopIntake()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("HTTP shutdown", "err", err)
-		// Close ends the connections, not the API's own waits and
-		// requests to the leader: Stop ends those (503).
+		// Close ends the connections, not the API's own requests to the
+		// leader: Stop ends those (503), and their answers get a moment
+		// to be written before the connections close.
 		apiSrv.Stop()
+		drained(&handlers, stopAnswerGrace)
 		_ = srv.Close()
 	}
 	apiSrv.Stop() // after a graceful stop, only idle connections to close
@@ -171,6 +176,10 @@ func run(ctx context.Context, cfg *Config) (served bool, _ error) {
 	}
 	return true, runErr
 }
+
+// stopAnswerGrace is how long the handlers Stop ended have to write their
+// 503 before the connections are closed.
+const stopAnswerGrace = 200 * time.Millisecond
 
 // handlerGrace is how long a stop waits for handlers that outlived the HTTP
 // server's shutdown (their connections closed under them) to return.
