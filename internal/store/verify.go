@@ -134,17 +134,15 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 	case err != nil || !more:
 		return nil, err
 	case bad != nil:
-		st.submit(sc.c)
-		return bad, nil
+		return sc.end(bad)
 	case itErr == nil:
-		st.submit(sc.c)
 		switch {
 		case sc.next <= last:
-			return corrupt(sc.next, "block missing (meta:last_height is %d)", last), nil
+			return sc.end(corrupt(sc.next, "block missing (meta:last_height is %d)", last))
 		case sc.beyond:
-			return corrupt(last+1, "block stored beyond meta:last_height %d", last), nil
+			return sc.end(corrupt(last+1, "block stored beyond meta:last_height %d", last))
 		}
-		return nil, nil
+		return sc.end(nil)
 	}
 	// The iterator reads ahead of its position: positioning it reads the
 	// first data block of every table that overlaps its range, so a
@@ -176,21 +174,17 @@ func (s *Store) scanBlocks(ctx context.Context, last uint64, st *stitcher, progr
 		case err != nil || !more:
 			return nil, err
 		case bad != nil:
-			st.submit(sc.c)
-			return bad, nil
+			return sc.end(bad)
 		case itErr != nil: // damaged again: the scan vouches for nothing from here
-			st.submit(sc.c)
-			return corrupt(sc.next, "block unreadable: %v", itErr), nil
+			return sc.end(corrupt(sc.next, "block unreadable: %v", itErr))
 		case sc.next < unreadable:
-			st.submit(sc.c)
-			return corrupt(sc.next, "block missing"), nil
+			return sc.end(corrupt(sc.next, "block missing"))
 		}
 	}
-	st.submit(sc.c)
 	if errors.Is(reason, ErrNotFound) {
-		return corrupt(unreadable, "block missing"), nil
+		return sc.end(corrupt(unreadable, "block missing"))
 	}
-	return corrupt(unreadable, "block unreadable: %v", reason), nil
+	return sc.end(corrupt(unreadable, "block unreadable: %v", reason))
 }
 
 // blockScan is the state of a scan of the blocks in height order.
@@ -203,6 +197,13 @@ type blockScan struct {
 	c          *chunk // the chunk being filled, from height c.first
 	nextReport time.Time
 	beyond     bool // a block key past last was found
+}
+
+// end hands the last chunk to the stitcher and ends the scan with bad, what
+// it found wrong with the keys (nil for nothing).
+func (sc *blockScan) end(bad *CorruptionError) (*CorruptionError, error) {
+	sc.st.submit(sc.c)
+	return bad, nil
 }
 
 // scanRange reads the block keys in [lower, upper), which must begin at
