@@ -132,8 +132,9 @@ type Server struct {
 	mux     *http.ServeMux
 	forward *http.Client
 	// work bounds what a request has the node do once the request has
-	// arrived (waits for a slot, forwards and fetches from the leader, which
-	// have their own timeouts) in place of the request's context: net/http
+	// arrived (forwards and fetches to the leader, which have their own
+	// timeouts; through intake, waits for a slot) in place of the request's
+	// context: net/http
 	// cancels that when the client half-closes its connection after
 	// sending, as some clients and proxies do, and such a client would get
 	// an empty answer or a false "leader unreachable". Stop ends it.
