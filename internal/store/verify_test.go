@@ -373,24 +373,9 @@ func TestChainIntegrityDamagedTableFile(t *testing.T) {
 // (found by review).
 func TestChainIntegrityDamageAtALaterTablesStart(t *testing.T) {
 	dir := t.TempDir()
-	s := mustOpen(t, dir)
-	_, bl := buildChain(t, s, slices.Repeat([]int{2}, 200)...)
-	if err := s.Close(); err != nil { // the first table: blocks 0 to 200
-		t.Fatal(err)
-	}
-	s = mustOpen(t, dir)
-	var later []*chain.Block
-	for range 200 {
-		b, _ := bl.extend(t, s, 2)
-		later = append(later, b)
-	}
-	if err := s.Close(); err != nil { // the second: blocks 201 to 400
-		t.Fatal(err)
-	}
-	target := later[0]
-	storetest.FlipBitInTables(t, dir, target.Signature[16:48], 16, false)
+	target := damageSecondTable(t, dir, nil)
 
-	s = mustOpen(t, dir)
+	s := mustOpen(t, dir)
 	t.Cleanup(func() { _ = s.Close() })
 	n, err := s.VerifyChain(t.Context(), nil)
 	ce, ok := IsCorruption(err)
@@ -404,29 +389,43 @@ func TestChainIntegrityDamageAtALaterTablesStart(t *testing.T) {
 	}
 }
 
+// damageSecondTable builds a chain in dir over two starts, so that blocks 0
+// to 200 and 201 to 400 lie in tables of their own (every Close flushes
+// one), calling first, if not nil, on the first start's store before it
+// closes; then it damages the middle of block 201's signature, at the
+// start of the second table, and returns block 201.
+func damageSecondTable(t *testing.T, dir string, first func(*Store)) *chain.Block {
+	t.Helper()
+	s := mustOpen(t, dir)
+	_, bl := buildChain(t, s, slices.Repeat([]int{2}, 200)...)
+	if first != nil {
+		first(s)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, dir)
+	target, _ := bl.extend(t, s, 2)
+	for range 199 {
+		bl.extend(t, s, 2)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	storetest.FlipBitInTables(t, dir, target.Signature[16:48], 16, false)
+	return target
+}
+
 // TestChainIntegrityMalformedKeyBelowDamageInALaterTable: the point reads
 // that find damage at a later table's start cannot see a malformed key
 // below it; the keys up to the damage are scanned again, and the lower
 // height is named (found by review).
 func TestChainIntegrityMalformedKeyBelowDamageInALaterTable(t *testing.T) {
 	dir := t.TempDir()
+	damageSecondTable(t, dir, func(s *Store) {
+		setRaw(t, s, append(blockKey(150), 0), []byte("stray"))
+	})
 	s := mustOpen(t, dir)
-	_, bl := buildChain(t, s, slices.Repeat([]int{2}, 200)...)
-	setRaw(t, s, append(blockKey(150), 0), []byte("stray"))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = mustOpen(t, dir)
-	var later []*chain.Block
-	for range 200 {
-		b, _ := bl.extend(t, s, 2)
-		later = append(later, b)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	storetest.FlipBitInTables(t, dir, later[0].Signature[16:48], 16, false)
-	s = mustOpen(t, dir)
 	t.Cleanup(func() { _ = s.Close() })
 	if ce := wantCorruption(t, s, 151); !strings.Contains(ce.Reason, "malformed block key") {
 		t.Fatalf("VerifyChain reports %v; want the malformed key after block 150", ce)
